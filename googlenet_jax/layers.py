@@ -1,0 +1,89 @@
+"""Pooling and normalisation layers with the exact semantics of torchvision and Caffe.
+
+All functions take NHWC arrays. Output sizes follow PyTorch's `pooling_output_shape`
+(which Caffe shares for ceil-mode pools), so feature maps match the references at every
+input size, odd ones included.
+"""
+import math
+
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+
+def pool_output_size(size: int, kernel: int, stride: int, padding: int, ceil_mode: bool) -> int:
+    """Output length of a 1-D pooling window, as PyTorch computes it.
+
+    In ceil mode the last window may hang over the end, but it must start inside the
+    input (or its left padding), otherwise it is dropped.
+    """
+    extra = stride - 1 if ceil_mode else 0
+    out = (size + 2 * padding - kernel + extra) // stride + 1
+    if ceil_mode and (out - 1) * stride >= size + padding:
+        out -= 1
+    return out
+
+
+def _window_padding(size: int, kernel: int, stride: int, padding: int, ceil_mode: bool):
+    """(low, high) padding that makes a VALID reduce_window produce PyTorch's output size."""
+    out = pool_output_size(size, kernel, stride, padding, ceil_mode)
+    high = max((out - 1) * stride + kernel - size - padding, 0)
+    return padding, high
+
+
+def max_pool(x, kernel: int, stride: int, padding: int = 0, ceil_mode: bool = True):
+    """Max pool over H and W; padded cells never win (they hold -inf)."""
+    pads = [(0, 0)] + [_window_padding(d, kernel, stride, padding, ceil_mode) for d in x.shape[1:3]] + [(0, 0)]
+    # A Python scalar init lets JAX recognise the max monoid (and differentiate it).
+    return lax.reduce_window(x, -jnp.inf, lax.max, (1, kernel, kernel, 1), (1, stride, stride, 1), pads)
+
+
+def avg_pool_ceil(x, kernel: int, stride: int):
+    """Caffe's / torch's AvgPool2d(kernel, stride, ceil_mode=True) without padding.
+
+    A window that hangs over the edge averages only the cells inside the input.
+    """
+    pads = [(0, 0)] + [_window_padding(d, kernel, stride, 0, True) for d in x.shape[1:3]] + [(0, 0)]
+    window, strides = (1, kernel, kernel, 1), (1, stride, stride, 1)
+    total = lax.reduce_window(x, 0.0, lax.add, window, strides, pads)
+    ones = jnp.ones((1,) + x.shape[1:3] + (1,), x.dtype)
+    count = lax.reduce_window(ones, 0.0, lax.add, window, strides, pads)
+    return total / count
+
+
+def adaptive_pool_matrix(in_size: int, out_size: int) -> np.ndarray:
+    """(out_size, in_size) averaging matrix of torch's AdaptiveAvgPool over one axis.
+
+    Window i covers [floor(i * in / out), ceil((i + 1) * in / out)).
+    """
+    matrix = np.zeros((out_size, in_size), np.float64)
+    for i in range(out_size):
+        start = (i * in_size) // out_size
+        end = math.ceil((i + 1) * in_size / out_size)
+        matrix[i, start:end] = 1.0 / (end - start)
+    return matrix
+
+
+def adaptive_avg_pool(x, out_size: int):
+    """torch.nn.AdaptiveAvgPool2d(out_size) on an NHWC array."""
+    _, height, width, _ = x.shape
+    if out_size == 1:
+        return jnp.mean(x, axis=(1, 2), keepdims=True)
+    rows = jnp.asarray(adaptive_pool_matrix(height, out_size), x.dtype)
+    cols = jnp.asarray(adaptive_pool_matrix(width, out_size), x.dtype)
+    return jnp.einsum("ph,nhwc,qw->npqc", rows, x, cols)
+
+
+def local_response_norm(x, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0):
+    """Caffe's ACROSS_CHANNELS LRN (= torch.nn.LocalResponseNorm): alpha is divided by size.
+
+    b_c = a_c / (k + alpha / size * sum_{c' in window(c)} a_c'^2) ** beta, with the window
+    centred on c and zero-padded at the channel ends.
+    """
+    squared = jnp.square(x)
+    half = size // 2
+    # torch pads (size // 2) before and ((size - 1) // 2) after the channel axis.
+    window_sum = lax.reduce_window(
+        squared, 0.0, lax.add, (1, 1, 1, size), (1, 1, 1, 1),
+        [(0, 0), (0, 0), (0, 0), (half, (size - 1) // 2)])
+    return x / jnp.power(k + (alpha / size) * window_sum, beta)
