@@ -1,0 +1,190 @@
+"""The model's contract: shapes, dtypes, parameter counts, initialisation and input errors."""
+import functools
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from googlenet_jax import GoogLeNet, GoogLeNetOutputs
+from googlenet_jax import layers
+
+SMALL = 32  # smallest size both variants accept comfortably; the paper's aux heads need 224
+
+
+@functools.lru_cache(maxsize=None)
+def _init(net, size=SMALL, batch=2):
+    """Variables of `net` (flax modules are hashable), shared by the tests that use the same net."""
+    return net.init(jax.random.key(0), jnp.zeros((batch, size, size, 3)), train=False)
+
+
+def _count(tree) -> int:
+    return sum(x.size for x in jax.tree.leaves(tree))
+
+
+@pytest.mark.parametrize("variant,aux,expected", [
+    ("torchvision", False, 6_624_904), ("torchvision", True, 13_004_888),
+    ("paper", False, 6_998_552), ("paper", True, 13_378_280),
+])
+def test_parameter_counts_match_reference_figures(variant, aux, expected):
+    net = GoogLeNet(variant=variant, aux_logits=aux)
+    shapes = jax.eval_shape(lambda: net.init(jax.random.key(0), jnp.zeros((1, 224, 224, 3)), train=False))
+    assert _count(shapes["params"]) == expected
+
+
+def test_eval_returns_float32_logits_and_no_aux_outputs():
+    net = GoogLeNet(num_classes=10)
+    variables = _init(net)
+    logits = net.apply(variables, jnp.ones((3, SMALL, SMALL, 3)), train=False)
+    chex.assert_shape(logits, (3, 10))
+    chex.assert_type(logits, jnp.float32)
+
+
+def test_train_returns_main_and_both_aux_logits():
+    net = GoogLeNet(num_classes=10)
+    variables = _init(net)
+    outputs, updates = net.apply(variables, jnp.ones((3, SMALL, SMALL, 3)), train=True,
+                                 mutable=["batch_stats"], rngs={"dropout": jax.random.key(1)})
+    assert isinstance(outputs, GoogLeNetOutputs)
+    chex.assert_shape(list(outputs), (3, 10))
+    chex.assert_trees_all_equal_shapes(updates["batch_stats"], variables["batch_stats"])
+
+
+def test_without_aux_heads_train_returns_plain_logits_and_no_aux_params():
+    net = GoogLeNet(num_classes=10, aux_logits=False)
+    variables = _init(net)
+    assert "aux1" not in variables["params"] and "aux2" not in variables["params"]
+    logits, _ = net.apply(variables, jnp.ones((2, SMALL, SMALL, 3)), train=True,
+                          mutable=["batch_stats"], rngs={"dropout": jax.random.key(1)})
+    chex.assert_shape(logits, (2, 10))
+
+
+def test_paper_variant_has_no_batch_stats_and_needs_no_mutable():
+    net = GoogLeNet(num_classes=10, variant="paper", aux_logits=False)
+    variables = _init(net)
+    assert set(variables) == {"params"}
+    logits = net.apply(variables, jnp.ones((2, SMALL, SMALL, 3)), train=True, rngs={"dropout": jax.random.key(1)})
+    chex.assert_shape(logits, (2, 10))
+
+
+def test_bfloat16_compute_keeps_float32_params_and_float32_logits():
+    net = GoogLeNet(num_classes=10, dtype=jnp.bfloat16)
+    variables = _init(net)
+    assert {x.dtype for x in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}
+    outputs, updates = net.apply(variables, jnp.ones((2, SMALL, SMALL, 3)), train=True,
+                                 mutable=["batch_stats"], rngs={"dropout": jax.random.key(1)})
+    chex.assert_type(list(outputs), jnp.float32)
+    assert {x.dtype for x in jax.tree.leaves(updates)} == {jnp.dtype(jnp.float32)}
+    # The convolutions really run in bfloat16.
+    hlo = jax.jit(lambda v, x: net.apply(v, x, train=False)).lower(variables, jnp.ones((2, SMALL, SMALL, 3))).as_text()
+    assert "bf16" in hlo
+
+
+def test_dropout_needs_an_rng_only_when_its_rate_is_above_zero():
+    x = jnp.ones((2, SMALL, SMALL, 3))
+    net = GoogLeNet(num_classes=10)
+    variables = _init(net)
+    with pytest.raises(Exception, match="dropout"):
+        net.apply(variables, x, train=True, mutable=["batch_stats"])
+    no_dropout = GoogLeNet(num_classes=10, dropout_rate=0.0, aux_dropout_rate=0.0)
+    no_dropout.apply(variables, x, train=True, mutable=["batch_stats"])
+
+
+def test_dropout_rate_defaults_follow_the_variant():
+    """Eval ignores dropout; in training, the main head drops 0.2 (torchvision) or 0.4 (paper)."""
+    for variant, rate in (("torchvision", 0.2), ("paper", 0.4)):
+        net = GoogLeNet(num_classes=10, variant=variant, aux_logits=False)
+        variables = _init(net)
+        rates = []
+
+        def spy(next_fun, args, kwargs, context):
+            if isinstance(context.module, nn.Dropout) and context.method_name == "__call__":
+                rates.append(context.module.rate)
+            return next_fun(*args, **kwargs)
+
+        with nn.intercept_methods(spy):
+            net.apply(variables, jnp.ones((2, SMALL, SMALL, 3)), train=True, mutable=["batch_stats"],
+                      rngs={"dropout": jax.random.key(0)})
+        assert rates == [rate]
+
+
+@pytest.mark.parametrize("shape,message", [
+    ((2, 32, 32), "NHWC"),
+    ((2, 32, 32, 1), r"\(N, H, W, 3\)"),
+    ((2, 3, 32, 32), r"\(N, H, W, 3\)"),
+    ((2, 14, 64, 3), "at least 15"),
+])
+def test_bad_input_raises_a_clear_value_error(shape, message):
+    net = GoogLeNet(num_classes=10)
+    variables = _init(net)
+    with pytest.raises(ValueError, match=message):
+        net.apply(variables, jnp.ones(shape), train=False)
+
+
+def test_unknown_variant_is_a_value_error():
+    with pytest.raises(ValueError, match="variant"):
+        _init(GoogLeNet(variant="resnet"))
+
+
+def test_paper_aux_heads_at_a_size_caffe_cannot_take_is_a_value_error():
+    with pytest.raises(ValueError, match="aux"):
+        GoogLeNet(variant="paper").init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)), train=False)
+
+
+def test_torchvision_initialisation():
+    """Convs and linears ~ N(0, 0.01), BN scale 1 and bias 0, linear biases U(+-1/sqrt(fan_in))."""
+    params = GoogLeNet().init(jax.random.key(0), jnp.zeros((1, 224, 224, 3)), train=False)["params"]
+    kernel = np.asarray(params["inception4c"]["branch3x3"]["conv"]["kernel"])
+    assert abs(kernel.std() - 0.01) < 3e-4 and abs(kernel.mean()) < 3e-4
+    assert np.all(params["conv1"]["bn"]["scale"] == 1) and np.all(params["conv1"]["bn"]["bias"] == 0)
+    bias = np.asarray(params["fc"]["bias"])
+    bound = 1 / np.sqrt(1024)
+    assert np.all(np.abs(bias) <= bound) and bias.max() > 0.9 * bound and bias.min() < -0.9 * bound
+
+
+def test_paper_initialisation_is_caffe_xavier_with_bias_0_2():
+    params = GoogLeNet(variant="paper").init(jax.random.key(0), jnp.zeros((1, 224, 224, 3)), train=False)["params"]
+    kernel = np.asarray(params["inception4c"]["branch5x5"]["conv"]["kernel"])  # 5x5x24 fan-in
+    bound = np.sqrt(3 / (5 * 5 * 24))
+    assert np.all(np.abs(kernel) <= bound) and kernel.max() > 0.95 * bound
+    assert np.all(params["conv1"]["conv"]["bias"] == 0.2)
+    assert np.all(params["aux1"]["fc1"]["bias"] == 0.2)
+    assert np.all(params["fc"]["bias"] == 0) and np.all(params["aux1"]["fc2"]["bias"] == 0)
+
+
+def test_adaptive_pool_windows_are_torchvisions_on_14x14():
+    """AdaptiveAvgPool2d(4) on 14 cells uses [0:4], [3:7], [7:11], [10:14] (not 5x5/3 windows)."""
+    expected = np.zeros((4, 14))
+    for row, (start, end) in enumerate([(0, 4), (3, 7), (7, 11), (10, 14)]):
+        expected[row, start:end] = 1 / (end - start)
+    np.testing.assert_array_equal(layers.adaptive_pool_matrix(14, 4), expected)
+
+
+@pytest.mark.parametrize("size,kernel,stride,padding,expected", [
+    (112, 3, 2, 0, 56),  # pool1 at 224: ceil((112 - 3) / 2) + 1
+    (7, 2, 2, 0, 4),  # torchvision's pool after 4e on an odd map: the last window hangs over
+    (14, 3, 1, 1, 14),  # the pool inside every Inception module keeps the size
+    (2, 3, 2, 0, 1),  # a window larger than the input still yields one output in ceil mode
+    (5, 2, 2, 0, 3),
+])
+def test_ceil_mode_output_sizes(size, kernel, stride, padding, expected):
+    assert layers.pool_output_size(size, kernel, stride, padding, ceil_mode=True) == expected
+    x = jnp.arange(size * size, dtype=jnp.float32).reshape(1, size, size, 1)
+    assert layers.max_pool(x, kernel, stride, padding).shape == (1, expected, expected, 1)
+
+
+def test_max_pool_overhanging_window_takes_the_max_of_the_cells_inside():
+    x = jnp.array([[1.0, 5.0, 2.0, 7.0, -3.0]]).reshape(1, 1, 5, 1)
+    x = jnp.tile(x, (1, 2, 1, 1))
+    out = layers.max_pool(x, 2, 2)  # windows [0:2], [2:4], [4:5]
+    np.testing.assert_array_equal(out[0, 0, :, 0], [5.0, 7.0, -3.0])
+
+
+def test_local_response_norm_by_hand():
+    """b_c = a_c / (1 + 1e-4 / 5 * sum of squares over channels c-2..c+2) ** 0.75."""
+    a = np.arange(1, 8, dtype=np.float64) * 10
+    x = jnp.asarray(a.reshape(1, 1, 1, 7), jnp.float32)
+    expected = [a[c] / (1 + 1e-4 / 5 * np.sum(a[max(c - 2, 0): c + 3] ** 2)) ** 0.75 for c in range(7)]
+    np.testing.assert_allclose(np.asarray(layers.local_response_norm(x)).ravel(), expected, rtol=1e-6)
