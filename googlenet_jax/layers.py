@@ -4,6 +4,7 @@ All functions take NHWC arrays. Output sizes follow PyTorch's `pooling_output_sh
 (which Caffe shares for ceil-mode pools), so feature maps match the references at every
 input size, odd ones included.
 """
+import functools
 import math
 
 import jax.numpy as jnp
@@ -31,11 +32,27 @@ def _window_padding(size: int, kernel: int, stride: int, padding: int, ceil_mode
     return padding, high
 
 
+def _max_pool_axis(x, axis: int, kernel: int, stride: int, padding: int, ceil_mode: bool):
+    low, high = _window_padding(x.shape[axis], kernel, stride, padding, ceil_mode)
+    out = pool_output_size(x.shape[axis], kernel, stride, padding, ceil_mode)
+    pads = [(0, 0)] * x.ndim
+    pads[axis] = (low, high)
+    x = jnp.pad(x, pads, constant_values=-jnp.inf)
+    windows = [lax.slice_in_dim(x, i, i + (out - 1) * stride + 1, stride, axis) for i in range(kernel)]
+    return functools.reduce(jnp.maximum, windows)
+
+
 def max_pool(x, kernel: int, stride: int, padding: int = 0, ceil_mode: bool = True):
-    """Max pool over H and W; padded cells never win (they hold -inf)."""
-    pads = [(0, 0)] + [_window_padding(d, kernel, stride, padding, ceil_mode) for d in x.shape[1:3]] + [(0, 0)]
-    # A Python scalar init lets JAX recognise the max monoid (and differentiate it).
-    return lax.reduce_window(x, -jnp.inf, lax.max, (1, kernel, kernel, 1), (1, stride, stride, 1), pads)
+    """Max pool over H and W; padded cells hold -inf and never win.
+
+    Computed as a max over W then over H, each a running maximum of strided slices: the
+    same values as a 2-D window, and its gradient is elementwise selects instead of
+    select_and_scatter, which dominates a training step on XLA:CPU. Where values tie, the
+    gradient is split between them (torch picks one); after a ReLU the only ties are zeros,
+    whose gradient the ReLU discards anyway.
+    """
+    x = _max_pool_axis(x, 2, kernel, stride, padding, ceil_mode)
+    return _max_pool_axis(x, 1, kernel, stride, padding, ceil_mode)
 
 
 def avg_pool_ceil(x, kernel: int, stride: int):
