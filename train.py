@@ -16,59 +16,59 @@ from ml_collections import config_flags  # noqa: E402
 
 
 def _fail(message: str) -> None:
-  sys.exit(f"train.py: error: {message}")
+    sys.exit(f"train.py: error: {message}")
 
 
 def _first_line(error: Exception) -> str:
-  text = str(error).strip()
-  return text.splitlines()[0] if text else type(error).__name__
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 _REPO = os.path.dirname(os.path.abspath(__file__))
 try:  # ml_collections reads the --config.FIELD overrides from sys.argv already here
-  _CONFIG = config_flags.DEFINE_config_file(
-      "config", os.path.join(_REPO, "configs", "demo.py"),
-      "Training config file (configs/*.py); override fields with --config.FIELD=VALUE.",
-      lock_config=True)
+    _CONFIG = config_flags.DEFINE_config_file(
+        "config", os.path.join(_REPO, "configs", "demo.py"),
+        "Training config file (configs/*.py); override fields with --config.FIELD=VALUE.",
+        lock_config=True)
 except Exception as e:  # noqa: BLE001  (an override of a field the config does not have)
-  _fail(f"bad --config override (unknown field?): {_first_line(e)}")
+    _fail(f"bad --config override (unknown field?): {_first_line(e)}")
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Output folder (checkpoints, TensorBoard events, final_metrics.json); "
     "default workdir/<config name>.")
 
 
 def _parse_flags(argv):
-  """absl flag parsing, with bad flags and bad config files reported in one line."""
-  try:
-    return flags.FLAGS(argv)
-  except Exception as e:  # noqa: BLE001  (flag, config-file and override errors of any type)
-    _fail(_first_line(e))
+    """absl flag parsing, with bad flags and bad config files reported in one line."""
+    try:
+        return flags.FLAGS(argv)
+    except Exception as e:  # noqa: BLE001  (flag, config-file and override errors of any type)
+        _fail(_first_line(e))
 
 
 def main(argv):
-  if len(argv) > 1:
-    _fail(f"unexpected arguments: {' '.join(argv[1:])}")
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)  # library INFO logs would bury the progress lines
-  config_file = config_flags.get_config_filename(flags.FLAGS["config"])
-  if not os.path.exists(config_file):
-    _fail(f"config file not found: {config_file}")
-  try:
-    config = _CONFIG.value
-    config.keys()  # a config file that failed to load raises on first use
-  except Exception as e:  # noqa: BLE001  (the config file failed to load)
-    _fail(_first_line(e))
-  # Imported after flag parsing so that --help and flag errors stay fast.
-  from googlenet_jax import trainer
-  from googlenet_jax.config_validation import ConfigError
+    if len(argv) > 1:
+        _fail(f"unexpected arguments: {' '.join(argv[1:])}")
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # library INFO logs would bury the progress lines
+    config_file = config_flags.get_config_filename(flags.FLAGS["config"])
+    if not os.path.exists(config_file):
+        _fail(f"config file not found: {config_file}")
+    try:
+        config = _CONFIG.value
+        config.keys()  # a config file that failed to load raises on first use
+    except Exception as e:  # noqa: BLE001  (the config file failed to load)
+        _fail(_first_line(e))
+    # Imported after flag parsing so that --help and flag errors stay fast.
+    from googlenet_jax import trainer
+    from googlenet_jax.config_validation import ConfigError
 
-  config_name = os.path.splitext(os.path.basename(config_file))[0]
-  workdir = _WORKDIR.value or os.path.join("workdir", config_name)
-  try:
-    trainer.train_and_evaluate(config, workdir)
-  except (ConfigError, trainer.NonFiniteLossError) as e:
-    _fail(str(e))
+    config_name = os.path.splitext(os.path.basename(config_file))[0]
+    workdir = _WORKDIR.value or os.path.join("workdir", config_name)
+    try:
+        trainer.train_and_evaluate(config, workdir)
+    except (ConfigError, trainer.NonFiniteLossError) as e:
+        _fail(str(e))
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=_parse_flags)
+    app.run(main, flags_parser=_parse_flags)

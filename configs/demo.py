@@ -20,72 +20,72 @@ from ml_collections import config_dict
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = ml_collections.ConfigDict()
+    config = ml_collections.ConfigDict()
 
-  # Data.
-  config.dataset = "sklearn_digits"  # a tfds name, or "image_folder" (with data_dir)
-  config.data_dir = config_dict.placeholder(str)  # None: the tfds default
-  config.train_split = "train"
-  config.eval_split = "test"
-  config.num_classes = 10  # must match the dataset
-  config.image_size = 64
-  config.normalization = "torchvision"  # "torchvision" (ImageNet mean/std) or "paper"
-  config.cache = True  # cache the decoded split in memory (small datasets only)
-  config.shuffle_buffer = 10_000
+    # Data.
+    config.dataset = "sklearn_digits"  # a tfds name, or "image_folder" (with data_dir)
+    config.data_dir = config_dict.placeholder(str)  # None: the tfds default
+    config.train_split = "train"
+    config.eval_split = "test"
+    config.num_classes = 10  # must match the dataset
+    config.image_size = 64
+    config.normalization = "torchvision"  # "torchvision" (ImageNet mean/std) or "paper"
+    config.cache = True  # cache the decoded split in memory (small datasets only)
+    config.shuffle_buffer = 10_000
 
-  config.augment = ml_collections.ConfigDict()
-  # Scale jitter around the evaluation's center crop (224/256 of the side): without it the
-  # network never sees digits at the scale it is tested on.
-  config.augment.inception_crop = True
-  config.augment.min_area = 0.5
-  config.augment.max_area = 1.0
-  config.augment.min_aspect = 0.8
-  config.augment.max_aspect = 1.25
-  config.augment.flip = False  # digits are not mirror-symmetric
-  config.augment.photometric = False
-  config.augment.random_interpolation = False
+    config.augment = ml_collections.ConfigDict()
+    # Scale jitter around the evaluation's center crop (224/256 of the side): without it the
+    # network never sees digits at the scale it is tested on.
+    config.augment.inception_crop = True
+    config.augment.min_area = 0.5
+    config.augment.max_area = 1.0
+    config.augment.min_aspect = 0.8
+    config.augment.max_aspect = 1.25
+    config.augment.flip = False  # digits are not mirror-symmetric
+    config.augment.photometric = False
+    config.augment.random_interpolation = False
 
-  # Model.
-  config.model = ml_collections.ConfigDict()
-  config.model.variant = "torchvision"  # "torchvision" (BatchNorm) or "paper" (LRN, biases)
-  config.model.dtype = "float32"  # compute dtype; parameters are always float32
-  config.model.dropout_rate = config_dict.placeholder(float)  # None: the variant's own
-  config.model.aux_dropout_rate = 0.7
-  config.model.transform_input = False
+    # Model.
+    config.model = ml_collections.ConfigDict()
+    config.model.variant = "torchvision"  # "torchvision" (BatchNorm) or "paper" (LRN, biases)
+    config.model.dtype = "float32"  # compute dtype; parameters are always float32
+    config.model.dropout_rate = config_dict.placeholder(float)  # None: the variant's own
+    config.model.aux_dropout_rate = 0.7
+    config.model.transform_input = False
 
-  # Loss.
-  config.aux_weight = 0.3  # loss = CE(main) + aux_weight * (CE(aux1) + CE(aux2))
-  config.label_smoothing = 0.0
+    # Loss.
+    config.aux_weight = 0.3  # loss = CE(main) + aux_weight * (CE(aux1) + CE(aux2))
+    config.label_smoothing = 0.0
 
-  # Optimisation. The learning rate is given for `lr_reference_batch_size` images and
-  # scaled linearly to `batch_size` in code.
-  config.batch_size = 32  # global, over all devices and processes
-  config.eval_batch_size = 120  # global
-  config.num_epochs = 9.0
-  config.num_train_steps = -1  # > 0 overrides num_epochs (short runs, tests)
-  config.optimizer = ml_collections.ConfigDict()
-  config.optimizer.learning_rate = 0.4
-  config.optimizer.lr_reference_batch_size = 256
-  config.optimizer.schedule = "cosine"  # "cosine", "step" or "constant"
-  config.optimizer.warmup_epochs = 0.3
-  config.optimizer.decay_epochs = 8.0  # "step" schedule: multiply by decay_factor every ...
-  config.optimizer.decay_factor = 0.96
-  config.optimizer.momentum = 0.9
-  config.optimizer.nesterov = True
-  config.optimizer.weight_decay = 5e-5  # not applied to biases and BatchNorm parameters
-  config.optimizer.grad_clip_norm = 0.0  # 0: no clipping
-  config.ema_decay = 0.0  # Polyak (exponential moving) average of the weights; 0: off
+    # Optimisation. The learning rate is given for `lr_reference_batch_size` images and
+    # scaled linearly to `batch_size` in code.
+    config.batch_size = 32  # global, over all devices and processes
+    config.eval_batch_size = 120  # global
+    config.num_epochs = 9.0
+    config.num_train_steps = -1  # > 0 overrides num_epochs (short runs, tests)
+    config.optimizer = ml_collections.ConfigDict()
+    config.optimizer.learning_rate = 0.4
+    config.optimizer.lr_reference_batch_size = 256
+    config.optimizer.schedule = "cosine"  # "cosine", "step" or "constant"
+    config.optimizer.warmup_epochs = 0.3
+    config.optimizer.decay_epochs = 8.0  # "step" schedule: multiply by decay_factor every ...
+    config.optimizer.decay_factor = 0.96
+    config.optimizer.momentum = 0.9
+    config.optimizer.nesterov = True
+    config.optimizer.weight_decay = 5e-5  # not applied to biases and BatchNorm parameters
+    config.optimizer.grad_clip_norm = 0.0  # 0: no clipping
+    config.ema_decay = 0.0  # Polyak (exponential moving) average of the weights; 0: off
 
-  # Devices: "pmap" (single host, BatchNorm statistics averaged over the "batch" axis) or
-  # "mesh" (jit over a device mesh with global arrays; the multi-host path).
-  config.parallel = "pmap"
-  config.distributed = False  # call jax.distributed.initialize() first (multi-host)
-  config.seed = 0
+    # Devices: "pmap" (single host, BatchNorm statistics averaged over the "batch" axis) or
+    # "mesh" (jit over a device mesh with global arrays; the multi-host path).
+    config.parallel = "pmap"
+    config.distributed = False  # call jax.distributed.initialize() first (multi-host)
+    config.seed = 0
 
-  # Bookkeeping (in steps).
-  config.log_every_steps = 10
-  config.eval_every_steps = 0  # 0: evaluate only at the end
-  config.checkpoint_every_steps = 200
-  config.keep_checkpoints = 2
+    # Bookkeeping (in steps).
+    config.log_every_steps = 10
+    config.eval_every_steps = 0  # 0: evaluate only at the end
+    config.checkpoint_every_steps = 200
+    config.keep_checkpoints = 2
 
-  return config
+    return config

@@ -14,8 +14,8 @@ from configs import imagenet_torchvision
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = imagenet_torchvision.get_config()
-  config.model.dtype = "bfloat16"
-  config.batch_size = 2048
-  config.optimizer.warmup_epochs = 2.0
-  return config
+    config = imagenet_torchvision.get_config()
+    config.model.dtype = "bfloat16"
+    config.batch_size = 2048
+    config.optimizer.warmup_epochs = 2.0
+    return config

@@ -19,21 +19,21 @@ from configs import imagenet_torchvision
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = imagenet_torchvision.get_config()
-  config.normalization = "paper"
-  config.model.variant = "paper"
-  config.model.dropout_rate = 0.4
-  config.model.aux_dropout_rate = 0.7
+    config = imagenet_torchvision.get_config()
+    config.normalization = "paper"
+    config.model.variant = "paper"
+    config.model.dropout_rate = 0.4
+    config.model.aux_dropout_rate = 0.7
 
-  config.augment.photometric = True
-  config.augment.random_interpolation = True
+    config.augment.photometric = True
+    config.augment.random_interpolation = True
 
-  config.num_epochs = 250.0
-  config.optimizer.learning_rate = 0.01
-  config.optimizer.lr_reference_batch_size = 32
-  config.optimizer.schedule = "step"
-  config.optimizer.decay_epochs = 8.0
-  config.optimizer.decay_factor = 0.96
-  config.optimizer.weight_decay = 2e-4
-  config.ema_decay = 0.9999
-  return config
+    config.num_epochs = 250.0
+    config.optimizer.learning_rate = 0.01
+    config.optimizer.lr_reference_batch_size = 32
+    config.optimizer.schedule = "step"
+    config.optimizer.decay_epochs = 8.0
+    config.optimizer.decay_factor = 0.96
+    config.optimizer.weight_decay = 2e-4
+    config.ema_decay = 0.9999
+    return config

@@ -17,33 +17,33 @@ from configs import demo
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = demo.get_config()
-  config.dataset = "imagenet2012"
-  config.eval_split = "validation"
-  config.num_classes = 1000
-  config.image_size = 224
-  config.cache = False
+    config = demo.get_config()
+    config.dataset = "imagenet2012"
+    config.eval_split = "validation"
+    config.num_classes = 1000
+    config.image_size = 224
+    config.cache = False
 
-  config.augment.inception_crop = True
-  config.augment.min_area = 0.08
-  config.augment.max_area = 1.0
-  config.augment.min_aspect = 3 / 4
-  config.augment.max_aspect = 4 / 3
-  config.augment.flip = True
+    config.augment.inception_crop = True
+    config.augment.min_area = 0.08
+    config.augment.max_area = 1.0
+    config.augment.min_aspect = 3 / 4
+    config.augment.max_aspect = 4 / 3
+    config.augment.flip = True
 
-  config.batch_size = 256
-  config.eval_batch_size = 1000
-  config.num_epochs = 90.0
-  config.optimizer.learning_rate = 0.1
-  config.optimizer.schedule = "step"
-  config.optimizer.warmup_epochs = 0.0
-  config.optimizer.decay_epochs = 30.0
-  config.optimizer.decay_factor = 0.1
-  config.optimizer.nesterov = False
-  config.optimizer.weight_decay = 1e-4
+    config.batch_size = 256
+    config.eval_batch_size = 1000
+    config.num_epochs = 90.0
+    config.optimizer.learning_rate = 0.1
+    config.optimizer.schedule = "step"
+    config.optimizer.warmup_epochs = 0.0
+    config.optimizer.decay_epochs = 30.0
+    config.optimizer.decay_factor = 0.1
+    config.optimizer.nesterov = False
+    config.optimizer.weight_decay = 1e-4
 
-  config.log_every_steps = 100
-  config.eval_every_steps = 5_000
-  config.checkpoint_every_steps = 2_000
-  config.keep_checkpoints = 3
-  return config
+    config.log_every_steps = 100
+    config.eval_every_steps = 5_000
+    config.checkpoint_every_steps = 2_000
+    config.keep_checkpoints = 3
+    return config

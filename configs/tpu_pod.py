@@ -17,12 +17,12 @@ from configs import imagenet_torchvision
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = imagenet_torchvision.get_config()
-  config.parallel = "mesh"
-  config.distributed = True
-  config.model.dtype = "bfloat16"
-  config.batch_size = 4096
-  config.eval_batch_size = 4096
-  config.optimizer.schedule = "cosine"
-  config.optimizer.warmup_epochs = 5.0
-  return config
+    config = imagenet_torchvision.get_config()
+    config.parallel = "mesh"
+    config.distributed = True
+    config.model.dtype = "bfloat16"
+    config.batch_size = 4096
+    config.eval_batch_size = 4096
+    config.optimizer.schedule = "cosine"
+    config.optimizer.warmup_epochs = 5.0
+    return config

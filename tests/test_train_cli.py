@@ -29,94 +29,94 @@ SMALL = [
 
 
 def _train(*args, cache_dir, check=True):
-  env = dict(os.environ,  # keeps conftest's 8 fake devices
-             JAX_COMPILATION_CACHE_DIR=str(cache_dir),
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
-  proc = subprocess.run([sys.executable, TRAIN, *map(str, args)], env=env, cwd=REPO,
-                        capture_output=True, text=True, timeout=900)
-  if check:
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-  return proc
+    env = dict(os.environ,  # keeps conftest's 8 fake devices
+               JAX_COMPILATION_CACHE_DIR=str(cache_dir),
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    proc = subprocess.run([sys.executable, TRAIN, *map(str, args)], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=900)
+    if check:
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-  root = tmp_path_factory.mktemp("train_cli")
-  data = ["--config.data_dir", root / "data"]
-  common = dict(cache_dir=root / "jax_cache")
-  steps = 2 * CHECKPOINT_EVERY
-  straight = _train(*SMALL, *data, f"--config.num_train_steps={steps}",
-                    "--workdir", root / "straight", **common)
-  first = _train(*SMALL, *data, f"--config.num_train_steps={CHECKPOINT_EVERY}",
-                 "--workdir", root / "resumed", **common)
-  resumed = _train(*SMALL, *data, f"--config.num_train_steps={steps}",
+    root = tmp_path_factory.mktemp("train_cli")
+    data = ["--config.data_dir", root / "data"]
+    common = dict(cache_dir=root / "jax_cache")
+    steps = 2 * CHECKPOINT_EVERY
+    straight = _train(*SMALL, *data, f"--config.num_train_steps={steps}",
+                      "--workdir", root / "straight", **common)
+    first = _train(*SMALL, *data, f"--config.num_train_steps={CHECKPOINT_EVERY}",
                    "--workdir", root / "resumed", **common)
-  return {"root": root, "straight": straight, "first": first, "resumed": resumed}
+    resumed = _train(*SMALL, *data, f"--config.num_train_steps={steps}",
+                     "--workdir", root / "resumed", **common)
+    return {"root": root, "straight": straight, "first": first, "resumed": resumed}
 
 
 def _params(workdir, step):
-  restored = ocp.StandardCheckpointer().restore(
-      os.path.join(workdir, "checkpoints", str(step), "default"))
-  return restored
+    restored = ocp.StandardCheckpointer().restore(
+        os.path.join(workdir, "checkpoints", str(step), "default"))
+    return restored
 
 
 def test_writes_final_metrics_with_the_required_keys(runs):
-  metrics = json.loads((runs["root"] / "resumed" / "final_metrics.json").read_text())
-  assert metrics["step"] == 2 * CHECKPOINT_EVERY
-  for key in ("eval_top1", "eval_top5", "eval_loss", "train_images_per_sec"):
-    assert isinstance(metrics[key], float), key
-  assert 0 <= metrics["eval_top1"] <= metrics["eval_top5"] <= 1
-  assert metrics["eval_count"] == 360  # every test digit, padding excluded
+    metrics = json.loads((runs["root"] / "resumed" / "final_metrics.json").read_text())
+    assert metrics["step"] == 2 * CHECKPOINT_EVERY
+    for key in ("eval_top1", "eval_top5", "eval_loss", "train_images_per_sec"):
+        assert isinstance(metrics[key], float), key
+    assert 0 <= metrics["eval_top1"] <= metrics["eval_top5"] <= 1
+    assert metrics["eval_count"] == 360  # every test digit, padding excluded
 
 
 def test_keeps_the_last_checkpoints_every_n_steps(runs):
-  steps = sorted(int(p.name) for p in (runs["root"] / "straight" / "checkpoints").iterdir()
-                 if p.name.isdigit())
-  assert steps == [CHECKPOINT_EVERY, 2 * CHECKPOINT_EVERY]
+    steps = sorted(int(p.name) for p in (runs["root"] / "straight" / "checkpoints").iterdir()
+                   if p.name.isdigit())
+    assert steps == [CHECKPOINT_EVERY, 2 * CHECKPOINT_EVERY]
 
 
 def test_resume_continues_exactly_like_an_uninterrupted_run(runs):
-  assert f"resuming from" in runs["resumed"].stdout
-  assert f"steps {CHECKPOINT_EVERY}->{2 * CHECKPOINT_EVERY}" in runs["resumed"].stdout
-  straight = _params(runs["root"] / "straight", 2 * CHECKPOINT_EVERY)
-  resumed = _params(runs["root"] / "resumed", 2 * CHECKPOINT_EVERY)
-  for part in ("params", "batch_stats", "opt_state"):
-    flat_a, flat_b = _flatten(straight[part]), _flatten(resumed[part])
-    assert flat_a.keys() == flat_b.keys()
-    for key in flat_a:
-      np.testing.assert_array_equal(flat_a[key], flat_b[key], err_msg=f"{part}/{key}")
-  a = json.loads((runs["root"] / "straight" / "final_metrics.json").read_text())
-  b = json.loads((runs["root"] / "resumed" / "final_metrics.json").read_text())
-  assert a["eval_loss"] == b["eval_loss"]
+    assert f"resuming from" in runs["resumed"].stdout
+    assert f"steps {CHECKPOINT_EVERY}->{2 * CHECKPOINT_EVERY}" in runs["resumed"].stdout
+    straight = _params(runs["root"] / "straight", 2 * CHECKPOINT_EVERY)
+    resumed = _params(runs["root"] / "resumed", 2 * CHECKPOINT_EVERY)
+    for part in ("params", "batch_stats", "opt_state"):
+        flat_a, flat_b = _flatten(straight[part]), _flatten(resumed[part])
+        assert flat_a.keys() == flat_b.keys()
+        for key in flat_a:
+            np.testing.assert_array_equal(flat_a[key], flat_b[key], err_msg=f"{part}/{key}")
+    a = json.loads((runs["root"] / "straight" / "final_metrics.json").read_text())
+    b = json.loads((runs["root"] / "resumed" / "final_metrics.json").read_text())
+    assert a["eval_loss"] == b["eval_loss"]
 
 
 def test_writes_tensorboard_scalars(runs):
-  import tensorflow as tf
-  events = list((runs["root"] / "straight").glob("events.out.tfevents.*"))
-  assert events
-  tags = set()
-  for event in tf.compat.v1.train.summary_iterator(str(events[0])):
-    tags.update(value.tag for value in event.summary.value)
-  assert {"loss", "loss_aux1", "loss_aux2", "top1", "learning_rate", "grad_norm",
-          "images_per_sec", "eval_top1", "eval_top5", "eval_loss"} <= tags
+    import tensorflow as tf
+    events = list((runs["root"] / "straight").glob("events.out.tfevents.*"))
+    assert events
+    tags = set()
+    for event in tf.compat.v1.train.summary_iterator(str(events[0])):
+        tags.update(value.tag for value in event.summary.value)
+    assert {"loss", "loss_aux1", "loss_aux2", "top1", "learning_rate", "grad_norm",
+            "images_per_sec", "eval_top1", "eval_top5", "eval_loss"} <= tags
 
 
 def test_prints_progress_lines(runs):
-  out = runs["straight"].stdout
-  assert "step 4/4" in out and "loss" in out and "ETA" in out
-  assert "held-out top1" in out
+    out = runs["straight"].stdout
+    assert "step 4/4" in out and "loss" in out and "ETA" in out
+    assert "held-out top1" in out
 
 
 def _flatten(tree, prefix=""):
-  if isinstance(tree, dict):
-    out = {}
-    for key, value in tree.items():
-      out.update(_flatten(value, f"{prefix}{key}/"))
-    return out
-  if isinstance(tree, (list, tuple)):
-    return _flatten({str(i): v for i, v in enumerate(tree)}, prefix)
-  return {prefix: np.asarray(tree)}
+    if isinstance(tree, dict):
+        out = {}
+        for key, value in tree.items():
+            out.update(_flatten(value, f"{prefix}{key}/"))
+        return out
+    if isinstance(tree, (list, tuple)):
+        return _flatten({str(i): v for i, v in enumerate(tree)}, prefix)
+    return {prefix: np.asarray(tree)}
 
 
 @pytest.mark.parametrize("args, message", [
@@ -125,10 +125,10 @@ def _flatten(tree, prefix=""):
     (["--config.nonexistent_field=1"], "bad --config override"),
 ])
 def test_bad_configs_fail_in_one_line_before_compiling(tmp_path, args, message):
-  proc = _train(*args, "--config.data_dir", tmp_path / "data", "--workdir", tmp_path / "w",
-                cache_dir=tmp_path / "cache", check=False)
-  assert proc.returncode != 0
-  assert "Traceback" not in proc.stderr
-  last = proc.stderr.strip().splitlines()[-1]
-  assert last.startswith("train.py: error:") and message in last
-  assert not (tmp_path / "w" / "checkpoints").exists()
+    proc = _train(*args, "--config.data_dir", tmp_path / "data", "--workdir", tmp_path / "w",
+                  cache_dir=tmp_path / "cache", check=False)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("train.py: error:") and message in last
+    assert not (tmp_path / "w" / "checkpoints").exists()

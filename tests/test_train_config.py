@@ -13,43 +13,43 @@ CONFIG_NAMES = ["demo", "imagenet_torchvision", "imagenet_paper", "gpu", "tpu_po
 
 
 def load_config(name, monkeypatch):
-  monkeypatch.syspath_prepend(REPO)  # variants import their base as `configs.NAME`
-  spec = importlib.util.spec_from_file_location(
-      f"config_{name}", os.path.join(REPO, "configs", f"{name}.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  assert module.__doc__ and "python train.py" in module.__doc__  # says how to run it
-  return module.get_config()
+    monkeypatch.syspath_prepend(REPO)  # variants import their base as `configs.NAME`
+    spec = importlib.util.spec_from_file_location(
+        f"config_{name}", os.path.join(REPO, "configs", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.__doc__ and "python train.py" in module.__doc__  # says how to run it
+    return module.get_config()
 
 
 @pytest.mark.parametrize("name", CONFIG_NAMES)
 def test_shipped_configs_validate(name, monkeypatch):
-  config_validation.validate_config(load_config(name, monkeypatch))
+    config_validation.validate_config(load_config(name, monkeypatch))
 
 
 def test_paper_config_follows_the_paper(monkeypatch):
-  config = load_config("imagenet_paper", monkeypatch)
-  assert config.model.variant == "paper"
-  assert (config.model.dropout_rate, config.model.aux_dropout_rate) == (0.4, 0.7)
-  assert config.optimizer.momentum == 0.9
-  assert (config.optimizer.schedule, config.optimizer.decay_epochs,
-          config.optimizer.decay_factor) == ("step", 8.0, 0.96)
-  assert config.ema_decay > 0 and config.aux_weight == 0.3
-  assert config.augment.photometric and config.augment.random_interpolation
+    config = load_config("imagenet_paper", monkeypatch)
+    assert config.model.variant == "paper"
+    assert (config.model.dropout_rate, config.model.aux_dropout_rate) == (0.4, 0.7)
+    assert config.optimizer.momentum == 0.9
+    assert (config.optimizer.schedule, config.optimizer.decay_epochs,
+            config.optimizer.decay_factor) == ("step", 8.0, 0.96)
+    assert config.ema_decay > 0 and config.aux_weight == 0.3
+    assert config.augment.photometric and config.augment.random_interpolation
 
 
 def test_gpu_and_pod_configs_compute_in_bfloat16(monkeypatch):
-  assert load_config("gpu", monkeypatch).model.dtype == "bfloat16"
-  pod = load_config("tpu_pod", monkeypatch)
-  assert (pod.model.dtype, pod.parallel) == ("bfloat16", "mesh")
+    assert load_config("gpu", monkeypatch).model.dtype == "bfloat16"
+    pod = load_config("tpu_pod", monkeypatch)
+    assert (pod.model.dtype, pod.parallel) == ("bfloat16", "mesh")
 
 
 def test_unknown_field_is_named(monkeypatch):
-  config = load_config("demo", monkeypatch)
-  config.unlock()
-  config.optimizer.learning_rat = 0.1
-  with pytest.raises(ConfigError, match=r"unknown config field\(s\): optimizer.learning_rat"):
-    config_validation.validate_config(config)
+    config = load_config("demo", monkeypatch)
+    config.unlock()
+    config.optimizer.learning_rat = 0.1
+    with pytest.raises(ConfigError, match=r"unknown config field\(s\): optimizer.learning_rat"):
+        config_validation.validate_config(config)
 
 
 @pytest.mark.parametrize("field, value, message", [
@@ -60,26 +60,26 @@ def test_unknown_field_is_named(monkeypatch):
     ("label_smoothing", 1.5, r"must be in \[0, 1\]"),
 ])
 def test_wrong_types_and_values_are_rejected(monkeypatch, field, value, message):
-  # type_safe=False: a hand-written config file can hold any type.
-  config = ml_collections.ConfigDict(load_config("demo", monkeypatch).to_dict(), type_safe=False)
-  config[field] = value
-  with pytest.raises(ConfigError, match=message) as info:
-    config_validation.validate_config(config)
-  assert "\n" not in str(info.value)
+    # type_safe=False: a hand-written config file can hold any type.
+    config = ml_collections.ConfigDict(load_config("demo", monkeypatch).to_dict(), type_safe=False)
+    config[field] = value
+    with pytest.raises(ConfigError, match=message) as info:
+        config_validation.validate_config(config)
+    assert "\n" not in str(info.value)
 
 
 def test_batch_must_divide_over_devices_and_processes(monkeypatch):
-  config = load_config("demo", monkeypatch)
-  config.batch_size, config.eval_batch_size = 64, 64
-  config_validation.validate_devices(config, device_count=8, process_count=2)
-  with pytest.raises(ConfigError, match="does not divide over 3 processes"):
-    config_validation.validate_devices(config, device_count=6, process_count=3)
-  with pytest.raises(ConfigError, match="does not divide over 6 devices"):
-    config_validation.validate_devices(config, device_count=6, process_count=1)
+    config = load_config("demo", monkeypatch)
+    config.batch_size, config.eval_batch_size = 64, 64
+    config_validation.validate_devices(config, device_count=8, process_count=2)
+    with pytest.raises(ConfigError, match="does not divide over 3 processes"):
+        config_validation.validate_devices(config, device_count=6, process_count=3)
+    with pytest.raises(ConfigError, match="does not divide over 6 devices"):
+        config_validation.validate_devices(config, device_count=6, process_count=1)
 
 
 def test_class_count_must_match_the_dataset(monkeypatch):
-  config = load_config("demo", monkeypatch)
-  config_validation.validate_num_classes(config, 10)
-  with pytest.raises(ConfigError, match="num_classes=10 but dataset 'sklearn_digits' has 1000"):
-    config_validation.validate_num_classes(config, 1000)
+    config = load_config("demo", monkeypatch)
+    config_validation.validate_num_classes(config, 10)
+    with pytest.raises(ConfigError, match="num_classes=10 but dataset 'sklearn_digits' has 1000"):
+        config_validation.validate_num_classes(config, 1000)

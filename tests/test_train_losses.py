@@ -11,99 +11,99 @@ from googlenet_jax import optim
 
 
 def _log_softmax(x):
-  x = np.asarray(x, np.float64)
-  x = x - x.max(-1, keepdims=True)
-  return x - np.log(np.exp(x).sum(-1, keepdims=True))
+    x = np.asarray(x, np.float64)
+    x = x - x.max(-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(-1, keepdims=True))
 
 
 def test_loss_is_main_plus_weighted_aux_cross_entropies():
-  rng = np.random.RandomState(0)
-  main, aux1, aux2 = (rng.randn(4, 5).astype(np.float32) for _ in range(3))
-  labels = np.array([0, 3, 4, 1], np.int32)
-  total, parts = losses.googlenet_loss(main, (aux1, aux2), labels, aux_weight=0.3)
-  ce = lambda z: -_log_softmax(z)[np.arange(4), labels].mean()  # noqa: E731
-  np.testing.assert_allclose(total, ce(main) + 0.3 * (ce(aux1) + ce(aux2)), rtol=1e-6)
-  np.testing.assert_allclose(parts["loss_aux2"], ce(aux2), rtol=1e-6)
-  assert total.dtype == jnp.float32
+    rng = np.random.RandomState(0)
+    main, aux1, aux2 = (rng.randn(4, 5).astype(np.float32) for _ in range(3))
+    labels = np.array([0, 3, 4, 1], np.int32)
+    total, parts = losses.googlenet_loss(main, (aux1, aux2), labels, aux_weight=0.3)
+    ce = lambda z: -_log_softmax(z)[np.arange(4), labels].mean()  # noqa: E731
+    np.testing.assert_allclose(total, ce(main) + 0.3 * (ce(aux1) + ce(aux2)), rtol=1e-6)
+    np.testing.assert_allclose(parts["loss_aux2"], ce(aux2), rtol=1e-6)
+    assert total.dtype == jnp.float32
 
 
 def test_label_smoothing_spreads_target_mass_over_all_classes():
-  logits = np.array([[2.0, 0.0, -1.0]], np.float32)
-  got = losses.cross_entropy(logits, np.array([0]), label_smoothing=0.3)
-  target = np.array([0.7 + 0.1, 0.1, 0.1])
-  np.testing.assert_allclose(got, [-(target * _log_softmax(logits)[0]).sum()], rtol=1e-6)
+    logits = np.array([[2.0, 0.0, -1.0]], np.float32)
+    got = losses.cross_entropy(logits, np.array([0]), label_smoothing=0.3)
+    target = np.array([0.7 + 0.1, 0.1, 0.1])
+    np.testing.assert_allclose(got, [-(target * _log_softmax(logits)[0]).sum()], rtol=1e-6)
 
 
 def test_bfloat16_logits_are_cast_to_float32_before_the_loss():
-  logits = jnp.asarray([[3.0, 1.0, 0.5]], jnp.bfloat16)
-  assert losses.cross_entropy(logits, jnp.array([1])).dtype == jnp.float32
+    logits = jnp.asarray([[3.0, 1.0, 0.5]], jnp.bfloat16)
+    assert losses.cross_entropy(logits, jnp.array([1])).dtype == jnp.float32
 
 
 def test_eval_sums_ignore_padded_examples_and_count_top5():
-  # Labels' ranks: 0 (top-1), 4 (top-5 only), 6 (neither), and a padded row.
-  logits = np.tile(np.arange(10, 0, -1, dtype=np.float32), (4, 1))  # class k has rank k
-  labels = np.array([0, 4, 6, 0], np.int32)
-  mask = np.array([True, True, True, False])
-  sums = losses.eval_sums(logits, labels, mask)
-  assert float(sums["count"]) == 3
-  assert float(sums["top1"]) == 1
-  assert float(sums["top5"]) == 2
-  expected_loss = -_log_softmax(logits)[np.arange(3), labels[:3]].sum()
-  np.testing.assert_allclose(sums["loss"], expected_loss, rtol=1e-6)
+    # Labels' ranks: 0 (top-1), 4 (top-5 only), 6 (neither), and a padded row.
+    logits = np.tile(np.arange(10, 0, -1, dtype=np.float32), (4, 1))  # class k has rank k
+    labels = np.array([0, 4, 6, 0], np.int32)
+    mask = np.array([True, True, True, False])
+    sums = losses.eval_sums(logits, labels, mask)
+    assert float(sums["count"]) == 3
+    assert float(sums["top1"]) == 1
+    assert float(sums["top5"]) == 2
+    expected_loss = -_log_softmax(logits)[np.arange(3), labels[:3]].sum()
+    np.testing.assert_allclose(sums["loss"], expected_loss, rtol=1e-6)
 
 
 def _config(**optimizer):
-  config = ml_collections.ConfigDict({
-      "batch_size": 256,
-      "optimizer": dict(learning_rate=0.1, lr_reference_batch_size=256, schedule="constant",
-                        warmup_epochs=0.0, decay_epochs=8.0, decay_factor=0.96, momentum=0.9,
-                        nesterov=False, weight_decay=0.01, grad_clip_norm=0.0)})
-  config.optimizer.update(optimizer)
-  return config
+    config = ml_collections.ConfigDict({
+        "batch_size": 256,
+        "optimizer": dict(learning_rate=0.1, lr_reference_batch_size=256, schedule="constant",
+                          warmup_epochs=0.0, decay_epochs=8.0, decay_factor=0.96, momentum=0.9,
+                          nesterov=False, weight_decay=0.01, grad_clip_norm=0.0)})
+    config.optimizer.update(optimizer)
+    return config
 
 
 def test_weight_decay_applies_to_kernels_only_and_matches_torch_sgd():
-  params = {"conv": {"kernel": jnp.full((1, 1, 2, 2), 2.0)}, "bn": {"scale": jnp.ones(2)},
-            "fc": {"bias": jnp.full((2,), 3.0)}}
-  grads = jax.tree.map(jnp.ones_like, params)
-  config = _config()
-  tx = optim.create_optimizer(config, optim.create_learning_rate_fn(config, 10, 100))
-  opt_state = tx.init(params)
-  new = params
-  for _ in range(2):
-    updates, opt_state = tx.update(grads, opt_state, new)
-    new = optax.apply_updates(new, updates)
-  # torch.optim.SGD(momentum=0.9, weight_decay=0.01) by hand: g' = g + wd p; b = 0.9 b + g'.
-  p, b = 2.0, 0.0
-  for _ in range(2):
-    b = 0.9 * b + (1.0 + 0.01 * p)
-    p = p - 0.1 * b
-  np.testing.assert_allclose(new["conv"]["kernel"], p, rtol=1e-6)
-  np.testing.assert_allclose(new["bn"]["scale"], 1.0 - 0.1 * (1 + 1.9), rtol=1e-6)
-  np.testing.assert_allclose(new["fc"]["bias"], 3.0 - 0.1 * (1 + 1.9), rtol=1e-6)
+    params = {"conv": {"kernel": jnp.full((1, 1, 2, 2), 2.0)}, "bn": {"scale": jnp.ones(2)},
+              "fc": {"bias": jnp.full((2,), 3.0)}}
+    grads = jax.tree.map(jnp.ones_like, params)
+    config = _config()
+    tx = optim.create_optimizer(config, optim.create_learning_rate_fn(config, 10, 100))
+    opt_state = tx.init(params)
+    new = params
+    for _ in range(2):
+        updates, opt_state = tx.update(grads, opt_state, new)
+        new = optax.apply_updates(new, updates)
+    # torch.optim.SGD(momentum=0.9, weight_decay=0.01) by hand: g' = g + wd p; b = 0.9 b + g'.
+    p, b = 2.0, 0.0
+    for _ in range(2):
+        b = 0.9 * b + (1.0 + 0.01 * p)
+        p = p - 0.1 * b
+    np.testing.assert_allclose(new["conv"]["kernel"], p, rtol=1e-6)
+    np.testing.assert_allclose(new["bn"]["scale"], 1.0 - 0.1 * (1 + 1.9), rtol=1e-6)
+    np.testing.assert_allclose(new["fc"]["bias"], 3.0 - 0.1 * (1 + 1.9), rtol=1e-6)
 
 
 def test_step_schedule_multiplies_by_the_factor_every_decay_epochs():
-  config = _config(schedule="step", decay_epochs=8.0, decay_factor=0.96, learning_rate=0.01,
-                   lr_reference_batch_size=32)
-  fn = optim.create_learning_rate_fn(config, steps_per_epoch=10, num_train_steps=1000)
-  peak = 0.01 * 256 / 32  # scaled linearly to the batch
-  np.testing.assert_allclose([fn(0), fn(79), fn(80), fn(160)],
-                             [peak, peak, peak * 0.96, peak * 0.96**2], rtol=1e-6)
+    config = _config(schedule="step", decay_epochs=8.0, decay_factor=0.96, learning_rate=0.01,
+                     lr_reference_batch_size=32)
+    fn = optim.create_learning_rate_fn(config, steps_per_epoch=10, num_train_steps=1000)
+    peak = 0.01 * 256 / 32  # scaled linearly to the batch
+    np.testing.assert_allclose([fn(0), fn(79), fn(80), fn(160)],
+                               [peak, peak, peak * 0.96, peak * 0.96**2], rtol=1e-6)
 
 
 @pytest.mark.parametrize("schedule", ["cosine", "constant"])
 def test_warmup_ramps_linearly_to_the_peak(schedule):
-  config = _config(schedule=schedule, warmup_epochs=1.0)
-  fn = optim.create_learning_rate_fn(config, steps_per_epoch=10, num_train_steps=100)
-  np.testing.assert_allclose([fn(0), fn(5), fn(10)], [0.0, 0.05, 0.1], rtol=1e-6, atol=1e-8)
-  if schedule == "cosine":
-    assert float(fn(100)) < 1e-6
+    config = _config(schedule=schedule, warmup_epochs=1.0)
+    fn = optim.create_learning_rate_fn(config, steps_per_epoch=10, num_train_steps=100)
+    np.testing.assert_allclose([fn(0), fn(5), fn(10)], [0.0, 0.05, 0.1], rtol=1e-6, atol=1e-8)
+    if schedule == "cosine":
+        assert float(fn(100)) < 1e-6
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_non_finite_loss_stops_training_with_a_one_line_error(bad):
-  from googlenet_jax import trainer
-  trainer.check_finite(3, {"loss": 1.0, "grad_norm": 2.0})
-  with pytest.raises(trainer.NonFiniteLossError, match=f"training loss is {bad} at step 3"):
-    trainer.check_finite(3, {"loss": bad, "grad_norm": 2.0})
+    from googlenet_jax import trainer
+    trainer.check_finite(3, {"loss": 1.0, "grad_norm": 2.0})
+    with pytest.raises(trainer.NonFiniteLossError, match=f"training loss is {bad} at step 3"):
+        trainer.check_finite(3, {"loss": bad, "grad_norm": 2.0})

@@ -23,65 +23,65 @@ NUM_CLASSES = 10
 
 
 class TinyNet(nn.Module):
-  """GoogLeNet's interface (BN over bn_axis_name, dropout, two aux heads) at toy size."""
-  num_classes: int = NUM_CLASSES
-  dropout_rate: float = 0.0
-  bn_axis_name: str | None = None
+    """GoogLeNet's interface (BN over bn_axis_name, dropout, two aux heads) at toy size."""
+    num_classes: int = NUM_CLASSES
+    dropout_rate: float = 0.0
+    bn_axis_name: str | None = None
 
-  @nn.compact
-  def __call__(self, x, *, train: bool):
-    x = nn.Conv(8, (3, 3), use_bias=False)(x)
-    x = nn.BatchNorm(use_running_average=not train, momentum=0.9,
-                     axis_name=self.bn_axis_name)(x)
-    x = nn.relu(x).mean(axis=(1, 2))
-    x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
-    logits = nn.Dense(self.num_classes)(x)
-    aux1, aux2 = nn.Dense(self.num_classes)(x), nn.Dense(self.num_classes)(x)
-    return (logits, aux1, aux2) if train else logits
+    @nn.compact
+    def __call__(self, x, *, train: bool):
+        x = nn.Conv(8, (3, 3), use_bias=False)(x)
+        x = nn.BatchNorm(use_running_average=not train, momentum=0.9,
+                         axis_name=self.bn_axis_name)(x)
+        x = nn.relu(x).mean(axis=(1, 2))
+        x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
+        logits = nn.Dense(self.num_classes)(x)
+        aux1, aux2 = nn.Dense(self.num_classes)(x), nn.Dense(self.num_classes)(x)
+        return (logits, aux1, aux2) if train else logits
 
 
 def _batch(n, size, seed=0):
-  rng = np.random.RandomState(seed)
-  return {"image": rng.randn(n, size, size, 3).astype(np.float32),
-          "label": rng.randint(0, NUM_CLASSES, n).astype(np.int32)}
+    rng = np.random.RandomState(seed)
+    return {"image": rng.randn(n, size, size, 3).astype(np.float32),
+            "label": rng.randint(0, NUM_CLASSES, n).astype(np.int32)}
 
 
 def _tx():
-  return optax.chain(optax.add_decayed_weights(1e-3), optax.sgd(0.05, momentum=0.9))
+    return optax.chain(optax.add_decayed_weights(1e-3), optax.sgd(0.05, momentum=0.9))
 
 
 def _step_fn(model, tx, *, ema_decay=0.0, label_smoothing=0.0):
-  return functools.partial(steps.train_step, model=model, tx=tx,
-                           learning_rate_fn=lambda step: 0.05, aux_weight=0.3,
-                           label_smoothing=label_smoothing, ema_decay=ema_decay)
+    return functools.partial(steps.train_step, model=model, tx=tx,
+                             learning_rate_fn=lambda step: 0.05, aux_weight=0.3,
+                             label_smoothing=label_smoothing, ema_decay=ema_decay)
 
 
 def _run_single(step_fn, state, batches):
-  step = jax.jit(functools.partial(step_fn, axis_name=None))
-  losses = []
-  for batch in batches:
-    state, metrics = step(state, batch)
-    losses.append(float(metrics["loss"]))
-  return jax.device_get(state), losses
+    step = jax.jit(functools.partial(step_fn, axis_name=None))
+    losses = []
+    for batch in batches:
+        state, metrics = step(state, batch)
+        losses.append(float(metrics["loss"]))
+    return jax.device_get(state), losses
 
 
 def _run_parallel(par, step_fn, state, batches):
-  step = par.compile_train_step(step_fn)
-  state = par.put_state(state)
-  losses = []
-  for batch in batches:
-    state, metrics = step(state, par.put_batch(batch))
-    losses.append(par.metrics_to_host(metrics)["loss"])
-  return jax.device_get(par.get_state(state)), losses
+    step = par.compile_train_step(step_fn)
+    state = par.put_state(state)
+    losses = []
+    for batch in batches:
+        state, metrics = step(state, par.put_batch(batch))
+        losses.append(par.metrics_to_host(metrics)["loss"])
+    return jax.device_get(par.get_state(state)), losses
 
 
 def _assert_trees_close(actual, expected, *, rtol, atol):
-  flat_expected = jax.tree_util.tree_flatten_with_path(expected)[0]
-  flat_actual = jax.tree.leaves(actual)
-  assert len(flat_actual) == len(flat_expected)
-  for (path, want), got in zip(flat_expected, flat_actual):
-    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol,
-                               err_msg=jax.tree_util.keystr(path))
+    flat_expected = jax.tree_util.tree_flatten_with_path(expected)[0]
+    flat_actual = jax.tree.leaves(actual)
+    assert len(flat_actual) == len(flat_expected)
+    for (path, want), got in zip(flat_expected, flat_actual):
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=atol,
+                                   err_msg=jax.tree_util.keystr(path))
 
 
 PARALLELS = [pytest.param(parallel.PmapParallel, id="pmap"),
@@ -89,142 +89,142 @@ PARALLELS = [pytest.param(parallel.PmapParallel, id="pmap"),
 
 
 def test_googlenet_step_agrees_on_pmap_mesh_and_one_device():
-  """The real network at 32x32, one step, 16 images = 2 per device, dropout off.
+    """The real network at 32x32, one step, 16 images = 2 per device, dropout off.
 
-  Loss and BatchNorm statistics agree to float32 rounding. Parameter updates are compared
-  relative to the size of the update: in the 5a/5b layers (1x1 feature maps at this input
-  size) the float32 gradient is dominated by rounding (a float64 step differs from the
-  float32 single-device step by up to ~20% of those layers' updates), so reordering the
-  batch sums over devices moves them by a few percent of their update. A gradient scaled by
-  the device count, or left un-averaged, moves every layer by 100% or more.
-  """
-  tx = _tx()
-  make = lambda axis: GoogLeNet(num_classes=NUM_CLASSES, dropout_rate=0.0,  # noqa: E731
-                                aux_dropout_rate=0.0, bn_axis_name=axis)
-  state = jax.device_get(train_state_lib.create_train_state(
-      make(None), tx, seed=0, image_size=32, use_ema=False))
-  batches = [_batch(16, 32)]
-  want, want_loss = _run_single(_step_fn(make(None), tx), state, batches)
-  updates = jax.tree.map(lambda new, old: np.abs(new - old).max(), want.params, state.params)
-  largest_update = max(jax.tree.leaves(updates))
-  for par in (parallel.PmapParallel(), parallel.MeshParallel()):
-    got, got_loss = _run_parallel(par, _step_fn(make(par.bn_axis_name), tx), state, batches)
-    np.testing.assert_allclose(got_loss, want_loss, rtol=1e-6)
-    _assert_trees_close(got.batch_stats, want.batch_stats, rtol=1e-4, atol=1e-7)
-    errors = jax.tree.map(lambda a, b: np.abs(a - b).max(), got.params, want.params)
-    assert max(jax.tree.leaves(errors)) < 0.03 * largest_update
-    for (path, error), update in zip(jax.tree_util.tree_flatten_with_path(errors)[0],
-                                     jax.tree.leaves(updates)):
-      assert error <= 0.3 * update + 1e-7, jax.tree_util.keystr(path)
-    assert int(got.step) == 1
+    Loss and BatchNorm statistics agree to float32 rounding. Parameter updates are compared
+    relative to the size of the update: in the 5a/5b layers (1x1 feature maps at this input
+    size) the float32 gradient is dominated by rounding (a float64 step differs from the
+    float32 single-device step by up to ~20% of those layers' updates), so reordering the
+    batch sums over devices moves them by a few percent of their update. A gradient scaled by
+    the device count, or left un-averaged, moves every layer by 100% or more.
+    """
+    tx = _tx()
+    make = lambda axis: GoogLeNet(num_classes=NUM_CLASSES, dropout_rate=0.0,  # noqa: E731
+                                  aux_dropout_rate=0.0, bn_axis_name=axis)
+    state = jax.device_get(train_state_lib.create_train_state(
+        make(None), tx, seed=0, image_size=32, use_ema=False))
+    batches = [_batch(16, 32)]
+    want, want_loss = _run_single(_step_fn(make(None), tx), state, batches)
+    updates = jax.tree.map(lambda new, old: np.abs(new - old).max(), want.params, state.params)
+    largest_update = max(jax.tree.leaves(updates))
+    for par in (parallel.PmapParallel(), parallel.MeshParallel()):
+        got, got_loss = _run_parallel(par, _step_fn(make(par.bn_axis_name), tx), state, batches)
+        np.testing.assert_allclose(got_loss, want_loss, rtol=1e-6)
+        _assert_trees_close(got.batch_stats, want.batch_stats, rtol=1e-4, atol=1e-7)
+        errors = jax.tree.map(lambda a, b: np.abs(a - b).max(), got.params, want.params)
+        assert max(jax.tree.leaves(errors)) < 0.03 * largest_update
+        for (path, error), update in zip(jax.tree_util.tree_flatten_with_path(errors)[0],
+                                         jax.tree.leaves(updates)):
+            assert error <= 0.3 * update + 1e-7, jax.tree_util.keystr(path)
+        assert int(got.step) == 1
 
 
 @pytest.mark.parametrize("make_parallel", PARALLELS)
 def test_three_steps_with_ema_and_label_smoothing_agree_with_one_device(make_parallel):
-  par = make_parallel()
-  tx = _tx()
-  state = train_state_lib.create_train_state(TinyNet(), tx, seed=1, image_size=8, use_ema=True)
-  batches = [_batch(16, 8, seed=s) for s in range(3)]
-  kwargs = dict(ema_decay=0.9, label_smoothing=0.1)
-  want, want_loss = _run_single(_step_fn(TinyNet(), tx, **kwargs), state, batches)
-  got, got_loss = _run_parallel(
-      par, _step_fn(TinyNet(bn_axis_name=par.bn_axis_name), tx, **kwargs), state, batches)
-  np.testing.assert_allclose(got_loss, want_loss, rtol=1e-6)
-  _assert_trees_close(got, want, rtol=1e-5, atol=1e-7)
+    par = make_parallel()
+    tx = _tx()
+    state = train_state_lib.create_train_state(TinyNet(), tx, seed=1, image_size=8, use_ema=True)
+    batches = [_batch(16, 8, seed=s) for s in range(3)]
+    kwargs = dict(ema_decay=0.9, label_smoothing=0.1)
+    want, want_loss = _run_single(_step_fn(TinyNet(), tx, **kwargs), state, batches)
+    got, got_loss = _run_parallel(
+        par, _step_fn(TinyNet(bn_axis_name=par.bn_axis_name), tx, **kwargs), state, batches)
+    np.testing.assert_allclose(got_loss, want_loss, rtol=1e-6)
+    _assert_trees_close(got, want, rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize("make_parallel", PARALLELS)
 def test_no_retracing_after_the_first_step(make_parallel):
-  par = make_parallel()
-  tx = _tx()
-  model = TinyNet(dropout_rate=0.5, bn_axis_name=par.bn_axis_name)
-  traces = []
+    par = make_parallel()
+    tx = _tx()
+    model = TinyNet(dropout_rate=0.5, bn_axis_name=par.bn_axis_name)
+    traces = []
 
-  def counted_step(state, batch, **kwargs):
-    traces.append(1)  # runs once per trace, never per execution
-    return _step_fn(model, tx, ema_decay=0.99)(state, batch, **kwargs)
+    def counted_step(state, batch, **kwargs):
+        traces.append(1)  # runs once per trace, never per execution
+        return _step_fn(model, tx, ema_decay=0.99)(state, batch, **kwargs)
 
-  step = par.compile_train_step(counted_step)
-  state = par.put_state(
-      train_state_lib.create_train_state(model, tx, seed=0, image_size=8, use_ema=True))
-  for seed in range(3):
-    state, _ = step(state, par.put_batch(_batch(16, 8, seed=seed)))
-  jax.block_until_ready(state)
-  assert len(traces) == 1
+    step = par.compile_train_step(counted_step)
+    state = par.put_state(
+        train_state_lib.create_train_state(model, tx, seed=0, image_size=8, use_ema=True))
+    for seed in range(3):
+        state, _ = step(state, par.put_batch(_batch(16, 8, seed=seed)))
+    jax.block_until_ready(state)
+    assert len(traces) == 1
 
 
 @pytest.mark.parametrize("make_parallel", PARALLELS)
 def test_train_step_donates_the_state(make_parallel):
-  par = make_parallel()
-  tx = _tx()
-  model = TinyNet(bn_axis_name=par.bn_axis_name)
-  state = par.put_state(
-      train_state_lib.create_train_state(model, tx, seed=0, image_size=8, use_ema=False))
-  new_state, _ = par.compile_train_step(_step_fn(model, tx))(state, par.put_batch(_batch(16, 8)))
-  jax.block_until_ready(new_state)
-  assert all(leaf.is_deleted() for leaf in jax.tree.leaves(state.params))
+    par = make_parallel()
+    tx = _tx()
+    model = TinyNet(bn_axis_name=par.bn_axis_name)
+    state = par.put_state(
+        train_state_lib.create_train_state(model, tx, seed=0, image_size=8, use_ema=False))
+    new_state, _ = par.compile_train_step(_step_fn(model, tx))(state, par.put_batch(_batch(16, 8)))
+    jax.block_until_ready(new_state)
+    assert all(leaf.is_deleted() for leaf in jax.tree.leaves(state.params))
 
 
 def test_dropout_keys_differ_by_device_and_by_step():
-  state = train_state_lib.create_train_state(TinyNet(), _tx(), seed=0, image_size=8,
-                                             use_ema=False)
-  par = parallel.PmapParallel()
-  keys_of = jax.pmap(lambda s: steps.dropout_key(s, parallel.AXIS_NAME),
-                     axis_name=parallel.AXIS_NAME)
-  keys = []
-  for step in range(2):
-    replicated = par.put_state(state.replace(step=jnp.asarray(step, jnp.int32)))
-    keys.extend(tuple(np.asarray(k).ravel()) for k in jax.device_get(keys_of(replicated)))
-  assert len(keys) == 2 * par.num_devices
-  assert len(set(keys)) == len(keys)
+    state = train_state_lib.create_train_state(TinyNet(), _tx(), seed=0, image_size=8,
+                                               use_ema=False)
+    par = parallel.PmapParallel()
+    keys_of = jax.pmap(lambda s: steps.dropout_key(s, parallel.AXIS_NAME),
+                       axis_name=parallel.AXIS_NAME)
+    keys = []
+    for step in range(2):
+        replicated = par.put_state(state.replace(step=jnp.asarray(step, jnp.int32)))
+        keys.extend(tuple(np.asarray(k).ravel()) for k in jax.device_get(keys_of(replicated)))
+    assert len(keys) == 2 * par.num_devices
+    assert len(set(keys)) == len(keys)
 
 
 @pytest.mark.parametrize("make_parallel", PARALLELS)
 def test_eval_sums_count_every_unpadded_example_once(make_parallel):
-  par = make_parallel()
-  model = TinyNet(bn_axis_name=par.bn_axis_name)
-  state = train_state_lib.create_train_state(model, _tx(), seed=0, image_size=8,
-                                             use_ema=False)
-  batch = _batch(16, 8)
-  batch["mask"] = np.arange(16) < 11  # the last 5 rows are padding
-  eval_step = par.compile_eval_step(functools.partial(steps.eval_step, model=model))
-  got = par.metrics_to_host(eval_step(par.put_state(state), par.put_batch(batch)))
+    par = make_parallel()
+    model = TinyNet(bn_axis_name=par.bn_axis_name)
+    state = train_state_lib.create_train_state(model, _tx(), seed=0, image_size=8,
+                                               use_ema=False)
+    batch = _batch(16, 8)
+    batch["mask"] = np.arange(16) < 11  # the last 5 rows are padding
+    eval_step = par.compile_eval_step(functools.partial(steps.eval_step, model=model))
+    got = par.metrics_to_host(eval_step(par.put_state(state), par.put_batch(batch)))
 
-  logits = np.asarray(model.apply({"params": state.params, "batch_stats": state.batch_stats},
-                                  batch["image"][:11], train=False), np.float64)
-  labels = batch["label"][:11]
-  log_probs = logits - logits.max(-1, keepdims=True)
-  log_probs -= np.log(np.exp(log_probs).sum(-1, keepdims=True))
-  order = np.argsort(-logits, axis=-1)
-  assert got["count"] == 11
-  assert got["top1"] == (order[:, 0] == labels).sum()
-  assert got["top5"] == (order[:, :5] == labels[:, None]).any(-1).sum()
-  np.testing.assert_allclose(got["loss"], -log_probs[np.arange(11), labels].sum(), rtol=1e-5)
+    logits = np.asarray(model.apply({"params": state.params, "batch_stats": state.batch_stats},
+                                    batch["image"][:11], train=False), np.float64)
+    labels = batch["label"][:11]
+    log_probs = logits - logits.max(-1, keepdims=True)
+    log_probs -= np.log(np.exp(log_probs).sum(-1, keepdims=True))
+    order = np.argsort(-logits, axis=-1)
+    assert got["count"] == 11
+    assert got["top1"] == (order[:, 0] == labels).sum()
+    assert got["top5"] == (order[:, :5] == labels[:, None]).any(-1).sum()
+    np.testing.assert_allclose(got["loss"], -log_probs[np.arange(11), labels].sum(), rtol=1e-5)
 
 
 def test_bfloat16_computes_in_bfloat16_with_float32_params_and_loss():
-  """Traced only (no compilation): the convolutions run in bfloat16, the rest is float32."""
-  tx = _tx()
-  model = GoogLeNet(num_classes=NUM_CLASSES, dtype=jnp.bfloat16)
-  state = jax.eval_shape(functools.partial(
-      train_state_lib.create_train_state, model, tx, seed=0, image_size=32, use_ema=False))
-  batch = jax.ShapeDtypeStruct((4, 32, 32, 3), jnp.float32)
-  labels = jax.ShapeDtypeStruct((4,), jnp.int32)
-  step = functools.partial(_step_fn(model, tx), axis_name=None)
-  new_state, metrics = jax.eval_shape(step, state, {"image": batch, "label": labels})
-  assert {leaf.dtype for leaf in jax.tree.leaves(new_state.params)} == {jnp.dtype(jnp.float32)}
-  assert metrics["loss"].dtype == jnp.float32
-  jaxpr = jax.make_jaxpr(step)(state, {"image": batch, "label": labels})
-  conv_dtypes = {eqn.invars[0].aval.dtype for eqn in _all_eqns(jaxpr.jaxpr)
-                 if eqn.primitive.name == "conv_general_dilated"}
-  assert conv_dtypes == {jnp.dtype(jnp.bfloat16)}
+    """Traced only (no compilation): the convolutions run in bfloat16, the rest is float32."""
+    tx = _tx()
+    model = GoogLeNet(num_classes=NUM_CLASSES, dtype=jnp.bfloat16)
+    state = jax.eval_shape(functools.partial(
+        train_state_lib.create_train_state, model, tx, seed=0, image_size=32, use_ema=False))
+    batch = jax.ShapeDtypeStruct((4, 32, 32, 3), jnp.float32)
+    labels = jax.ShapeDtypeStruct((4,), jnp.int32)
+    step = functools.partial(_step_fn(model, tx), axis_name=None)
+    new_state, metrics = jax.eval_shape(step, state, {"image": batch, "label": labels})
+    assert {leaf.dtype for leaf in jax.tree.leaves(new_state.params)} == {jnp.dtype(jnp.float32)}
+    assert metrics["loss"].dtype == jnp.float32
+    jaxpr = jax.make_jaxpr(step)(state, {"image": batch, "label": labels})
+    conv_dtypes = {eqn.invars[0].aval.dtype for eqn in _all_eqns(jaxpr.jaxpr)
+                   if eqn.primitive.name == "conv_general_dilated"}
+    assert conv_dtypes == {jnp.dtype(jnp.bfloat16)}
 
 
 def _all_eqns(jaxpr):
-  """Every equation, including those inside nested jaxprs (jit, custom_vjp, ...)."""
-  for eqn in jaxpr.eqns:
-    yield eqn
-    for param in eqn.params.values():
-      inner = getattr(param, "jaxpr", param)  # ClosedJaxpr -> Jaxpr
-      if hasattr(inner, "eqns"):
-        yield from _all_eqns(inner)
+    """Every equation, including those inside nested jaxprs (jit, custom_vjp, ...)."""
+    for eqn in jaxpr.eqns:
+        yield eqn
+        for param in eqn.params.values():
+            inner = getattr(param, "jaxpr", param)  # ClosedJaxpr -> Jaxpr
+            if hasattr(inner, "eqns"):
+                yield from _all_eqns(inner)
