@@ -23,6 +23,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.num_classes = 1000
     config.image_size = 224
     config.cache = False
+    config.eval_crop_fraction = 224 / 256  # shorter side to 256, center 224 crop
 
     config.augment.inception_crop = True
     config.augment.min_area = 0.08

@@ -29,6 +29,7 @@ SCHEMA: Mapping[str, tuple[type, ...]] = {
     "eval_split": (str,),
     "num_classes": (int,),
     "image_size": (int,),
+    "eval_crop_fraction": _NUMBER,
     "normalization": (str,),
     "cache": (bool,),
     "shuffle_buffer": (int,),
@@ -79,10 +80,11 @@ _CHOICES: Mapping[str, tuple[Any, ...]] = {
     "parallel": ("pmap", "mesh"),
 }
 
-_POSITIVE = ("num_classes", "image_size", "batch_size", "eval_batch_size", "num_epochs",
+_POSITIVE = ("num_classes", "image_size", "eval_crop_fraction", "batch_size", "eval_batch_size", "num_epochs",
              "shuffle_buffer", "optimizer.lr_reference_batch_size", "optimizer.decay_epochs",
              "log_every_steps", "checkpoint_every_steps", "keep_checkpoints")
-_UNIT_INTERVAL = ("augment.min_area", "augment.max_area", "model.aux_dropout_rate",
+_UNIT_INTERVAL = ("eval_crop_fraction", "augment.min_area", "augment.max_area",
+                  "model.aux_dropout_rate",
                   "label_smoothing", "optimizer.momentum", "ema_decay",
                   "optimizer.decay_factor")
 _NON_NEGATIVE = ("aux_weight", "optimizer.learning_rate", "optimizer.warmup_epochs",

@@ -148,7 +148,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         return data.eval_batches(
             dataset=config.dataset, data_dir=config.data_dir, split=config.eval_split,
             global_batch_size=config.eval_batch_size, image_size=config.image_size,
-            normalization=config.normalization, num_devices=par.num_devices, cache=config.cache)
+            normalization=config.normalization,
+            resize_size=round(config.image_size / config.eval_crop_fraction),
+            num_devices=par.num_devices, cache=config.cache)
 
     writer = metrics_lib.MetricWriter(workdir)
     batches = parallel.prefetch_to_device(data.train_batches(

@@ -58,6 +58,7 @@ def test_unknown_field_is_named(monkeypatch):
     ("parallel", "pjit", "config.parallel must be one of"),
     ("image_size", 8, "at least 15"),
     ("label_smoothing", 1.5, r"must be in \[0, 1\]"),
+    ("eval_crop_fraction", 0.0, "config.eval_crop_fraction must be positive"),
 ])
 def test_wrong_types_and_values_are_rejected(monkeypatch, field, value, message):
     # type_safe=False: a hand-written config file can hold any type.

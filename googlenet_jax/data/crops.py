@@ -75,15 +75,16 @@ def three_squares(height, width) -> tf.Tensor:
     return tf.stack(boxes)
 
 
-def center_crop_views(height, width, image_size: int) -> list[View]:
-    """1 view: shorter side to eval_resize_size(image_size), centered image_size box."""
-    hw = resize_shorter_side_hw(height, width, eval_resize_size(image_size))
+def center_crop_views(height, width, image_size: int, resize_size: int | None = None) -> list[View]:
+    """1 view: shorter side to resize_size (default eval_resize_size(image_size)), centered
+    image_size box. resize_size=image_size keeps the whole (square) image."""
+    hw = resize_shorter_side_hw(height, width, resize_size or eval_resize_size(image_size))
     return [View(hw, center_box(hw[0], hw[1], image_size), False, False)]
 
 
-def ten_crop_views(height, width, image_size: int) -> list[View]:
+def ten_crop_views(height, width, image_size: int, resize_size: int | None = None) -> list[View]:
     """10 views (torchvision TenCrop order): the 5 boxes of `five_boxes`, then their mirrors."""
-    hw = resize_shorter_side_hw(height, width, eval_resize_size(image_size))
+    hw = resize_shorter_side_hw(height, width, resize_size or eval_resize_size(image_size))
     boxes = five_boxes(hw[0], hw[1], image_size)
     return [View(hw, boxes[i], flip, False) for flip in (False, True) for i in range(5)]
 
@@ -110,11 +111,13 @@ def multi_crop_144_views(height, width, image_size: int) -> list[View]:
     return views
 
 
-def views_for(height, width, image_size: int, crops: int) -> list[View]:
+def views_for(height, width, image_size: int, crops: int, resize_size: int | None = None) -> list[View]:
+    """resize_size (the shorter side before cropping) applies to 1 and 10 crops; the 144-crop
+    scheme has its own four scales."""
     if crops == 1:
-        return center_crop_views(height, width, image_size)
+        return center_crop_views(height, width, image_size, resize_size)
     if crops == 10:
-        return ten_crop_views(height, width, image_size)
+        return ten_crop_views(height, width, image_size, resize_size)
     if crops == 144:
         return multi_crop_144_views(height, width, image_size)
     raise ValueError(f"crops must be one of {CROP_COUNTS}, got {crops}")
@@ -137,9 +140,9 @@ def extract_views(image: tf.Tensor, views: list[View], image_size: int,
     return tf.stack(out)
 
 
-def eval_crops(image: tf.Tensor, image_size: int, crops: int = 1) -> tf.Tensor:
+def eval_crops(image: tf.Tensor, image_size: int, crops: int = 1, resize_size: int | None = None) -> tf.Tensor:
     """Decoded uint8 (H, W, 3) -> float32 0..255: (S, S, 3) for crops=1, else (crops, S, S, 3)."""
     shape = tf.shape(image)
-    views = views_for(shape[0], shape[1], image_size, crops)
+    views = views_for(shape[0], shape[1], image_size, crops, resize_size)
     out = extract_views(image, views, image_size)
     return out[0] if crops == 1 else out

@@ -156,40 +156,44 @@ def train_batches(*, dataset: str, data_dir: str | None, split: str, global_batc
 
 
 def eval_preprocess(image: tf.Tensor, *, image_size: int, normalization: str,
-                    crops: int = 1) -> tf.Tensor:
+                    crops: int = 1, resize_size: int | None = None) -> tf.Tensor:
     """Encoded bytes or decoded uint8 (H, W, 3) -> float32 (S, S, 3) for crops=1 or (crops, S, S, 3).
 
-    crops=1: shorter side to round(S * 256 / 224), center S x S crop; 10 and 144: see crops.py.
+    crops=1: shorter side to resize_size (default round(S * 256 / 224)), center S x S crop;
+    10 and 144: see crops.py.
     """
     if image.dtype == tf.string:
         image = preprocess.decode_image(image)
-    return preprocess.normalize(crops_lib.eval_crops(image, image_size, crops), normalization)
+    return preprocess.normalize(crops_lib.eval_crops(image, image_size, crops, resize_size), normalization)
 
 
 @functools.lru_cache(maxsize=4)
-def _cached_eval_dataset(dataset, data_dir, split, image_size, normalization, crops,
+def _cached_eval_dataset(dataset, data_dir, split, image_size, normalization, crops, resize_size,
                          process_index, process_count):
     """Preprocessed eval examples kept in memory across calls (cache=True)."""
     part = sources.process_split(dataset, data_dir, split, process_index=process_index,
                                  process_count=process_count)
-    return part, _eval_examples(part, image_size, normalization, crops).cache()
+    return part, _eval_examples(part, image_size, normalization, crops, resize_size).cache()
 
 
-def _eval_examples(part, image_size, normalization, crops) -> tf.data.Dataset:
+def _eval_examples(part, image_size, normalization, crops, resize_size) -> tf.data.Dataset:
     def prepare(record):
         ex = part.load(record)
         image = eval_preprocess(ex["image"], image_size=image_size, normalization=normalization,
-                                crops=crops)
+                                crops=crops, resize_size=resize_size)
         return {"image": image, "label": tf.cast(ex["label"], tf.int32), "mask": tf.constant(True)}
     return part.dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors(log_warning=True)
 
 
 def eval_batches(*, dataset: str, data_dir: str | None, split: str, global_batch_size: int,
-                 image_size: int, normalization: str, crops: int = 1, num_devices: int = 1,
+                 image_size: int, normalization: str, crops: int = 1,
+                 resize_size: int | None = None, num_devices: int = 1,
                  process_index: int | None = None, process_count: int | None = None,
                  cache: bool = False) -> Iterator[dict[str, np.ndarray]]:
     """One pass over this process's part of `split`; every example exactly once.
 
+    resize_size: the shorter side before the 1 or 10 crops (default round(S * 256 / 224);
+    S keeps the whole of a square image).
     Yields {"image": float32 (B, S, S, 3) for crops=1 or (B, crops, S, S, 3) for crops 10/144,
     "label": int32 (B,), "mask": bool (B,)}, B = global_batch_size // process_count. Padding
     rows (the tail of the last batch, and whole batches on processes with fewer examples) are
@@ -202,11 +206,11 @@ def eval_batches(*, dataset: str, data_dir: str | None, split: str, global_batch
     batch = local_batch_size(global_batch_size, num_devices, process_count)
     if cache:
         part, ds = _cached_eval_dataset(dataset, data_dir, split, image_size, normalization, crops,
-                                        process_index, process_count)
+                                        resize_size, process_index, process_count)
     else:
         part = sources.process_split(dataset, data_dir, split, process_index=process_index,
                                      process_count=process_count)
-        ds = _eval_examples(part, image_size, normalization, crops)
+        ds = _eval_examples(part, image_size, normalization, crops, resize_size)
     num_batches = math.ceil(max(part.num_examples_per_process) / batch)
     image_shape = [image_size, image_size, 3] if crops == 1 else [crops, image_size, image_size, 3]
     padding = tf.data.Dataset.from_tensors({

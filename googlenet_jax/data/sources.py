@@ -170,7 +170,10 @@ def _prepared_builder(dataset: str, data_dir: str | None) -> tfds.core.DatasetBu
     if builder.is_prepared():
         return builder
     if dataset == DEMO:
-        builder.download_and_prepare()  # Builds from scikit-learn's bundled data: a few seconds.
+        # Builds from scikit-learn's bundled data in a few seconds; tfds's progress bars
+        # (a process-wide switch) would only clutter the training log.
+        tfds.disable_progress_bar()
+        builder.download_and_prepare()
         return builder
     if builder.MANUAL_DOWNLOAD_INSTRUCTIONS:
         manual_dir = _manual_dir(data_dir)
