@@ -1,0 +1,50 @@
+"""Orbax checkpoints of the TrainState: every N steps and at the end, the last K kept."""
+from __future__ import annotations
+
+import os
+from typing import Any, Optional
+
+import jax
+import orbax.checkpoint as ocp
+
+
+class Checkpointer:
+    """Saves and restores TrainStates under `directory` (one subfolder per step)."""
+
+    def __init__(self, directory: str, *, every_steps: int, keep: int):
+        self._manager = ocp.CheckpointManager(
+            os.path.abspath(directory),
+            options=ocp.CheckpointManagerOptions(
+                max_to_keep=keep, save_interval_steps=every_steps, create=True))
+
+    def latest_step(self) -> Optional[int]:
+        return self._manager.latest_step()
+
+    def all_steps(self) -> list[int]:
+        return list(self._manager.all_steps())
+
+    def save(self, step: int, state: Any, *, force: bool = False) -> bool:
+        """Saves when `step` is a multiple of every_steps (always with force). Asynchronous:
+        the arrays are copied off the devices before this returns, the files written later."""
+        return self._manager.save(step, args=ocp.args.StandardSave(state), force=force)
+
+    def restore(self, step: int, abstract_state: Any) -> Any:
+        """Restores `step` into the structure, dtypes and shardings of `abstract_state`
+        (a pytree of jax.ShapeDtypeStruct with `sharding` set)."""
+        return self._manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+
+    def restore_latest(self, state: Any, shardings: Any) -> Optional[Any]:
+        """The latest checkpoint shaped like `state` and placed on `shardings`, or None."""
+        step = self.latest_step()
+        if step is None:
+            return None
+        abstract = jax.tree.map(
+            lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state, shardings)
+        return self.restore(step, abstract)
+
+    def wait(self) -> None:
+        """Blocks until every pending save is on disk."""
+        self._manager.wait_until_finished()
+
+    def close(self) -> None:
+        self._manager.close()

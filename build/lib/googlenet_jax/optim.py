@@ -1,0 +1,62 @@
+"""Learning-rate schedule and optax optimizer (SGD with momentum, masked weight decay)."""
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+
+def learning_rate(config: ml_collections.ConfigDict) -> float:
+    """The peak learning rate: the config's rate scaled linearly to the global batch."""
+    opt = config.optimizer
+    return opt.learning_rate * config.batch_size / opt.lr_reference_batch_size
+
+
+def create_learning_rate_fn(config: ml_collections.ConfigDict, steps_per_epoch: int,
+                            num_train_steps: int) -> optax.Schedule:
+    """step -> learning rate: linear warmup, then "cosine" to 0, "step" decay or "constant".
+
+    The "step" schedule multiplies the rate by `decay_factor` every `decay_epochs` epochs
+    (the paper: x0.96 every 8 epochs).
+    """
+    opt = config.optimizer
+    peak = learning_rate(config)
+    warmup_steps = int(round(opt.warmup_epochs * steps_per_epoch))
+    decay_steps = max(1, num_train_steps - warmup_steps)
+    if opt.schedule == "cosine":
+        main = optax.cosine_decay_schedule(peak, decay_steps)
+    elif opt.schedule == "step":
+        main = optax.exponential_decay(
+            peak, transition_steps=max(1, int(round(opt.decay_epochs * steps_per_epoch))),
+            decay_rate=opt.decay_factor, staircase=True)
+    else:
+        main = optax.constant_schedule(peak)
+    if warmup_steps == 0:
+        return main
+    warmup = optax.linear_schedule(0.0, peak, warmup_steps)
+    return optax.join_schedules([warmup, main], [warmup_steps])
+
+
+def weight_decay_mask(params: Any) -> Any:
+    """True for the parameters that get weight decay: conv and dense kernels only.
+
+    Biases and BatchNorm scales/offsets (every parameter of rank 1) are not decayed.
+    """
+    return jax.tree.map(lambda p: jnp.ndim(p) > 1, params)
+
+
+def create_optimizer(config: ml_collections.ConfigDict,
+                     learning_rate_fn: optax.Schedule) -> optax.GradientTransformation:
+    """SGD with momentum and coupled (L2, as in torch.optim.SGD) masked weight decay."""
+    opt = config.optimizer
+    parts = []
+    if opt.grad_clip_norm > 0:
+        parts.append(optax.clip_by_global_norm(opt.grad_clip_norm))
+    if opt.weight_decay > 0:
+        parts.append(optax.add_decayed_weights(opt.weight_decay, mask=weight_decay_mask))
+    parts.append(optax.sgd(learning_rate_fn, momentum=opt.momentum or None,
+                           nesterov=opt.nesterov))
+    return optax.chain(*parts)

@@ -1,0 +1,60 @@
+"""The training state: everything a run needs to continue exactly where it stopped."""
+from __future__ import annotations
+
+from typing import Any
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+
+class TrainState(flax.struct.PyTreeNode):
+    """A pytree of arrays only (no functions), so it checkpoints and shards as it is.
+
+    Attributes:
+      step: int32 scalar, the number of optimizer steps taken. It is also the data position:
+        the input pipeline restarts at batch `step` (each step consumes one global batch).
+      params: float32 model parameters.
+      batch_stats: BatchNorm running statistics ({} for models without BatchNorm).
+      opt_state: optax state (momentum buffers, schedule count).
+      ema_params: Polyak (exponential moving) average of `params`, used for evaluation;
+        {} when averaging is off.
+      rng: uint32 PRNG key data; step and device index are folded in for each step's dropout.
+    """
+    step: jax.Array
+    params: Any
+    batch_stats: Any
+    opt_state: Any
+    ema_params: Any
+    rng: jax.Array
+
+    def eval_params(self) -> Any:
+        """The parameters to evaluate: the averaged ones when averaging is on."""
+        return self.ema_params if self.ema_params else self.params
+
+
+def create_train_state(model: nn.Module, tx: optax.GradientTransformation, *,
+                       seed: int, image_size: int, use_ema: bool) -> TrainState:
+    """Initializes the model on one (1, image_size, image_size, 3) float32 dummy batch.
+
+    `seed` drives both the initialization and (through a separate key) dropout.
+    """
+    init_key, dropout_key = jax.random.split(jax.random.PRNGKey(seed))
+
+    @jax.jit
+    def init(key):
+        dummy = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
+        variables = model.init({"params": key}, dummy, train=False)
+        params = variables["params"]
+        return TrainState(
+            step=jnp.zeros((), jnp.int32),
+            params=params,
+            batch_stats=variables.get("batch_stats", {}),
+            opt_state=tx.init(params),
+            ema_params=params if use_ema else {},
+            rng=dropout_key,
+        )
+
+    return init(init_key)
