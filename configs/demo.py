@@ -7,8 +7,8 @@ Run (the default config of train.py):
 
 Target: at least 97% held-out top-1 (360 test digits) within 5 minutes of wall time on a
 2-core CPU machine, data preparation and compilation included. Measured on a 2-core CPU
-machine from an empty data folder: 98.1% after 8 epochs (360 steps) in 186 s of wall time
-(about 82 train img/s). The 8x8 digits are upscaled to `image_size` and seen whole, in
+machine from an empty data folder: 98.1% after 8 epochs (360 steps) in 186 to 211 s of
+wall time (75 to 82 train img/s). The 8x8 digits are upscaled to `image_size` and seen whole, in
 training and in evaluation: a center crop for evaluation, or random crops for training,
 cut the strokes at the border and cost a point or more of accuracy. The torchvision variant
 (BatchNorm) trains quickly with SGD and a cosine schedule.
