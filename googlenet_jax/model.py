@@ -80,19 +80,21 @@ class Variant:
     aux_pool: str  # "adaptive" (torch AdaptiveAvgPool2d(4)) or "caffe" (AvgPool 5x5/3 ceil)
     dropout_rate: float
     weight_init: Callable
-    conv_bias: float  # Caffe initialises conv biases (and aux fc1's) to 0.2
-    classifier_bias_init: Callable[[int], Callable]  # fan_in -> init
+    conv_bias: float  # Caffe initialises conv biases to 0.2
+    classifier_bias_init: Callable[[int], Callable]  # fan_in -> init, for both classifiers
+    aux_fc1_bias_init: Callable[[int], Callable]  # fan_in -> init
 
 
 VARIANTS = {
     "torchvision": Variant(
         batch_norm=True, lrn=False, branch5x5_kernel=3, pool4_kernel=2, aux_pool="adaptive",
         dropout_rate=0.2, weight_init=torchvision_weight_init, conv_bias=0.0,
-        classifier_bias_init=torch_linear_bias_init),
+        classifier_bias_init=torch_linear_bias_init, aux_fc1_bias_init=torch_linear_bias_init),
     "paper": Variant(
         batch_norm=False, lrn=True, branch5x5_kernel=5, pool4_kernel=3, aux_pool="caffe",
         dropout_rate=0.4, weight_init=caffe_xavier, conv_bias=0.2,
-        classifier_bias_init=lambda fan_in: nn.initializers.zeros),
+        classifier_bias_init=lambda fan_in: nn.initializers.zeros,
+        aux_fc1_bias_init=lambda fan_in: nn.initializers.constant(0.2)),
 }
 
 
@@ -161,8 +163,8 @@ class AuxHead(nn.Module):
     pool: str  # "adaptive" or "caffe"
     dropout_rate: float
     weight_init: Callable
-    fc1_bias: float
-    classifier_bias_init: Callable
+    fc1_bias_init: Callable[[int], Callable]
+    classifier_bias_init: Callable[[int], Callable]
     dtype: Any = jnp.float32
 
     @nn.compact
@@ -182,9 +184,7 @@ class AuxHead(nn.Module):
         x = x.reshape(x.shape[0], -1)
         dense = functools.partial(nn.Dense, dtype=self.dtype, param_dtype=jnp.float32,
                                   kernel_init=self.weight_init)
-        fc1_bias = (self.classifier_bias_init(x.shape[-1]) if self.pool == "adaptive"
-                    else nn.initializers.constant(self.fc1_bias))
-        x = nn.relu(dense(1024, bias_init=fc1_bias, name="fc1")(x))
+        x = nn.relu(dense(1024, bias_init=self.fc1_bias_init(x.shape[-1]), name="fc1")(x))
         x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
         return dense(self.num_classes, bias_init=self.classifier_bias_init(1024), name="fc2")(x)
 
@@ -276,7 +276,7 @@ class GoogLeNet(nn.Module):
             if run_aux and name in AUX_TAPS:
                 head = AuxHead(
                     self.num_classes, conv, spec.aux_pool, self.aux_dropout_rate, spec.weight_init,
-                    spec.conv_bias, spec.classifier_bias_init, self.dtype, name=AUX_TAPS[name])
+                    spec.aux_fc1_bias_init, spec.classifier_bias_init, self.dtype, name=AUX_TAPS[name])
                 aux_outputs[AUX_TAPS[name]] = head(x, train=train)
 
         x = jnp.mean(x, axis=(1, 2))  # adaptive avg pool to 1x1 (Caffe: 7x7 avg pool at 224)
