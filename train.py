@@ -59,8 +59,8 @@ def main(argv):
     except Exception as e:  # noqa: BLE001  (the config file failed to load)
         _fail(_first_line(e))
     # Imported after flag parsing so that --help and flag errors stay fast.
-    from googlenet_jax import trainer
-    from googlenet_jax.config_validation import ConfigError
+    from googlenet_jax.training import trainer
+    from googlenet_jax.training.config_validation import ConfigError
 
     config_name = os.path.splitext(os.path.basename(config_file))[0]
     workdir = _WORKDIR.value or os.path.join("workdir", config_name)

@@ -23,7 +23,7 @@ import torch  # noqa: E402
 import torch_reference as ref  # noqa: E402
 from googlenet_jax import GoogLeNet  # noqa: E402
 from googlenet_jax.convert import torchvision_to_flax  # noqa: E402
-from googlenet_jax.losses import googlenet_loss  # noqa: E402
+from googlenet_jax.training.losses import googlenet_loss  # noqa: E402
 
 SIZES = {"torchvision": [(224, 224), (117, 97), (15, 15)], "paper": [(224, 224), (117, 97), (31, 31)]}
 

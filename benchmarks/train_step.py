@@ -4,7 +4,7 @@
                                     [--steps 20] [--no-torch] [--json OUT.json]
 
 Model only (synthetic device-resident batches, no input pipeline): the jitted train step of
-googlenet_jax.steps (SGD momentum, weighted aux losses, BatchNorm updates, state donated)
+googlenet_jax.training.steps (SGD momentum, weighted aux losses, BatchNorm updates, state donated)
 on one device, and jitted eval-mode inference. The peer is torchvision's googlenet in the
 same process: channels_last, SGD momentum, the same loss, autocast for bfloat16. Reported as
 images per second and as ratios ours / torch (the machine may be shared: compare only numbers
@@ -24,9 +24,9 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
-from googlenet_jax import steps  # noqa: E402
+from googlenet_jax.training import steps  # noqa: E402
 from googlenet_jax.model import GoogLeNet  # noqa: E402
-from googlenet_jax.train_state import create_train_state  # noqa: E402
+from googlenet_jax.training.train_state import create_train_state  # noqa: E402
 
 AUX_WEIGHT = 0.3
 

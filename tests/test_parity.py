@@ -15,7 +15,7 @@ import torch
 import torch_reference as ref
 from googlenet_jax import GoogLeNet, GoogLeNetOutputs
 from googlenet_jax.convert import flax_to_torchvision, torchvision_to_flax
-from googlenet_jax.losses import googlenet_loss
+from googlenet_jax.training.losses import googlenet_loss
 
 VARIANTS = ("torchvision", "paper")
 PAPER_AUX_WEIGHT = 0.3  # the paper's weight of each auxiliary loss

@@ -5,8 +5,8 @@ import os
 import ml_collections
 import pytest
 
-from googlenet_jax import config_validation
-from googlenet_jax.config_validation import ConfigError
+from googlenet_jax.training import config_validation
+from googlenet_jax.training.config_validation import ConfigError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_NAMES = ["demo", "imagenet_torchvision", "imagenet_paper", "gpu", "tpu_pod"]

@@ -6,8 +6,8 @@ import numpy as np
 import optax
 import pytest
 
-from googlenet_jax import losses
-from googlenet_jax import optim
+from googlenet_jax.training import losses
+from googlenet_jax.training import optim
 
 
 def _log_softmax(x):
@@ -103,7 +103,7 @@ def test_warmup_ramps_linearly_to_the_peak(schedule):
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_non_finite_loss_stops_training_with_a_one_line_error(bad):
-    from googlenet_jax import trainer
+    from googlenet_jax.training import trainer
     trainer.check_finite(3, {"loss": 1.0, "grad_norm": 2.0})
     with pytest.raises(trainer.NonFiniteLossError, match=f"training loss is {bad} at step 3"):
         trainer.check_finite(3, {"loss": bad, "grad_norm": 2.0})

@@ -15,9 +15,9 @@ import optax
 import pytest
 
 from googlenet_jax import GoogLeNet
-from googlenet_jax import parallel
-from googlenet_jax import steps
-from googlenet_jax import train_state as train_state_lib
+from googlenet_jax.training import parallel
+from googlenet_jax.training import steps
+from googlenet_jax.training import train_state as train_state_lib
 
 NUM_CLASSES = 10
 

@@ -14,8 +14,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from googlenet_jax import losses
-from googlenet_jax.train_state import TrainState
+from googlenet_jax.training import losses
+from googlenet_jax.training.train_state import TrainState
 
 
 def _variables(params: Any, batch_stats: Any) -> dict[str, Any]:

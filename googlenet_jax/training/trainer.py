@@ -13,14 +13,14 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from googlenet_jax import checkpointing
-from googlenet_jax import config_validation
-from googlenet_jax import metrics as metrics_lib
-from googlenet_jax import optim
-from googlenet_jax import parallel
-from googlenet_jax import steps
-from googlenet_jax import train_state as train_state_lib
-from googlenet_jax.config_validation import ConfigError
+from googlenet_jax.training import checkpointing
+from googlenet_jax.training import config_validation
+from googlenet_jax.training import metrics as metrics_lib
+from googlenet_jax.training import optim
+from googlenet_jax.training import parallel
+from googlenet_jax.training import steps
+from googlenet_jax.training import train_state as train_state_lib
+from googlenet_jax.training.config_validation import ConfigError
 from googlenet_jax.model import GoogLeNet
 
 FINAL_METRICS_FILE = "final_metrics.json"

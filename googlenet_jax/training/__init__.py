@@ -1,0 +1,1 @@
+"""Training: the trainer and what it wires together (steps, devices, checkpoints, metrics)."""
