@@ -55,6 +55,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.dropout_rate = config_dict.placeholder(float)  # None: the variant's own
     config.model.aux_dropout_rate = 0.7
     config.model.transform_input = False
+    # Start from existing weights (a torchvision .pth, a workdir or one of its checkpoint
+    # steps, a converted checkpoint): matching arrays are copied, the classifiers are
+    # freshly initialised when the class count differs. Ignored when resuming.
+    config.init_weights = config_dict.placeholder(str)
 
     # Loss.
     config.aux_weight = 0.3  # loss = CE(main) + aux_weight * (CE(aux1) + CE(aux2))

@@ -10,6 +10,7 @@ aux heads' fc1 input rows (C, H, W) <-> (H, W, C) because we flatten NHWC maps.
 
 Command line (torch is needed for .pth files only):
     python -m googlenet_jax.convert to-flax MODEL.pth CHECKPOINT_DIR [--variant paper]
+        (also writes CHECKPOINT_DIR/model_info.json: class names, input size, normalisation)
     python -m googlenet_jax.convert to-torch CHECKPOINT_DIR MODEL.pth
 """
 import argparse
@@ -72,8 +73,8 @@ def _entries(variant: str, aux: bool) -> list:
 
 
 @functools.lru_cache(maxsize=None)
-def _flax_shapes(variant: str, aux: bool, num_classes: int):
-    """{(collection, path): shape} of a freshly initialised model."""
+def variable_shapes(variant: str, aux: bool, num_classes: int) -> dict[tuple[str, tuple[str, ...]], tuple[int, ...]]:
+    """{(collection, path): shape} of a freshly initialised model (shapes do not depend on the input size)."""
     import jax
     import jax.numpy as jnp
 
@@ -171,7 +172,7 @@ def torchvision_to_flax(state_dict: Mapping[str, Any], *, variant: str = "torchv
                          f"expected num_classes={num_classes}")
     aux = any(k.startswith(("aux1.", "aux2.")) for k in keys)
     entries = _entries(variant, aux)
-    shapes = _flax_shapes(variant, aux, classes)
+    shapes = variable_shapes(variant, aux, classes)
 
     expected = {e[0] for e in entries}
     ignored = {k for k in keys if k.endswith(".num_batches_tracked")}
@@ -219,7 +220,7 @@ def flax_to_torchvision(variables: Mapping[str, Any], *, num_batches_tracked: in
         raise ValueError("variables have no params/fc/kernel; they do not look like GoogLeNet variables")
     aux = "aux1" in params or "aux2" in params
     classes = int(np.shape(params["fc"]["kernel"])[-1])
-    shapes = _flax_shapes(variant, aux, classes)
+    shapes = variable_shapes(variant, aux, classes)
 
     given = {(c, p): leaf for c in variables for p, leaf in _flatten(variables[c])}
     missing, unexpected = set(shapes) - set(given), set(given) - set(shapes)
@@ -262,7 +263,8 @@ def load_torch_state_dict(path: str) -> dict:
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for a bad file
-        raise ValueError(f"{path}: not a readable PyTorch file ({type(error).__name__}: {str(error).splitlines()[0]})") from None
+        first = str(error).strip().splitlines()[0].split(". ")[0] if str(error).strip() else ""
+        raise ValueError(f"{path}: not a readable PyTorch file ({type(error).__name__}: {first})") from None
     for key in ("state_dict", "model"):
         if isinstance(loaded, Mapping) and isinstance(loaded.get(key), Mapping):
             loaded = loaded[key]
@@ -286,18 +288,15 @@ def save_variables(path: str, variables: Mapping[str, Any]) -> None:
 
 def load_variables(path: str) -> dict:
     """Reads variables written by save_variables, as numpy arrays."""
-    import jax
-    import orbax.checkpoint as ocp
+    from googlenet_jax.training.checkpointing import restore_as_numpy
 
     path = os.path.abspath(path)
     if not os.path.isdir(path):
         raise ValueError(f"{path}: no such checkpoint directory")
-    with ocp.StandardCheckpointer() as checkpointer:
-        try:
-            restored = checkpointer.restore(path)
-        except Exception as error:
-            raise ValueError(f"{path}: not a readable orbax checkpoint ({type(error).__name__})") from None
-    return jax.tree.map(np.asarray, restored)
+    try:
+        return restore_as_numpy(path)
+    except Exception as error:  # orbax raises many types for a damaged checkpoint
+        raise ValueError(f"{path}: not a readable orbax checkpoint ({type(error).__name__})") from None
 
 
 def main(argv=None) -> int:
@@ -315,8 +314,14 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "to-flax":
+            from googlenet_jax import weights
+
             variables = torchvision_to_flax(load_torch_state_dict(args.pth), variant=args.variant)
             save_variables(args.checkpoint, variables)
+            # Beside the arrays, what predict / evaluate / export need (class names included).
+            weights.write_model_info(args.checkpoint, weights.pretrained_info(
+                args.variant, int(variables["params"]["fc"]["kernel"].shape[-1]),
+                aux_logits="aux1" in variables["params"]))
             print(f"wrote {args.checkpoint}")
         else:
             if os.path.exists(args.pth):

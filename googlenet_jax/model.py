@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from googlenet_jax import layers
+from googlenet_jax import normalization
 
 
 class InceptionChannels(NamedTuple):
@@ -48,8 +49,7 @@ AUX_TAPS = {"inception4a": "aux1", "inception4d": "aux2"}
 AUX_POOLED_SIZE = 4  # both variants' aux heads see a 4x4 map (fc1 takes 128 * 4 * 4)
 
 # ImageNet statistics that torchvision's transform_input undoes (see GoogLeNet.transform_input).
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGENET_MEAN, IMAGENET_STD = normalization.IMAGENET_MEAN, normalization.IMAGENET_STD
 
 
 def torch_linear_bias_init(fan_in: int):
@@ -216,7 +216,9 @@ class GoogLeNet(nn.Module):
     logits (N, num_classes) in float32 (float64 when dtype is float64). With `train=True`
     and `aux_logits=True` it returns `GoogLeNetOutputs(logits, aux_logits1, aux_logits2)`.
     Parameters are float32; `dtype` is the compute dtype. `bn_axis_name` averages
-    BatchNorm statistics across devices under pmap.
+    BatchNorm statistics across devices under pmap. `features=True` (with `train=False`)
+    returns the 1024-d globally pooled features (N, 1024) that feed the classifier instead
+    of logits, for transfer learning and retrieval.
     """
 
     num_classes: int = 1000
@@ -240,8 +242,10 @@ class GoogLeNet(nn.Module):
                 f"height and width must be at least {smallest}")
 
     @nn.compact
-    def __call__(self, x, *, train: bool):
+    def __call__(self, x, *, train: bool, features: bool = False):
         self._check_input(x)
+        if features and train:
+            raise ValueError("features=True returns the pooled features of an eval-mode pass; use train=False")
         spec = VARIANTS[self.variant]
         conv = functools.partial(
             ConvBlock, batch_norm=spec.batch_norm, weight_init=spec.weight_init,
@@ -280,14 +284,15 @@ class GoogLeNet(nn.Module):
                 aux_outputs[AUX_TAPS[name]] = head(x, train=train)
 
         x = jnp.mean(x, axis=(1, 2))  # adaptive avg pool to 1x1 (Caffe: 7x7 avg pool at 224)
+        out_dtype = jnp.promote_types(self.dtype, jnp.float32)
+        if features:
+            return x.astype(out_dtype)
         rate = spec.dropout_rate if self.dropout_rate is None else self.dropout_rate
         x = nn.Dropout(rate)(x, deterministic=not train)
         logits = nn.Dense(
             self.num_classes, dtype=self.dtype, param_dtype=jnp.float32,
             kernel_init=spec.weight_init, bias_init=spec.classifier_bias_init(x.shape[-1]),
             name="fc")(x)
-
-        out_dtype = jnp.promote_types(self.dtype, jnp.float32)
         logits = logits.astype(out_dtype)
         if self.aux_logits and train:
             return GoogLeNetOutputs(logits, aux_outputs["aux1"].astype(out_dtype),

@@ -12,8 +12,9 @@ from googlenet_jax.data.sources import DEMO
 from googlenet_jax.data.sources import IMAGE_FOLDER
 from googlenet_jax.data.sources import DatasetInfo
 from googlenet_jax.data.sources import get_dataset_info
+from googlenet_jax.data.sources import known_class_names
 
 __all__ = [
     "AugmentConfig", "DatasetInfo", "DEMO", "IMAGE_FOLDER", "eval_batches", "get_dataset_info",
-    "local_batch_size", "train_batches",
+    "known_class_names", "local_batch_size", "train_batches",
 ]

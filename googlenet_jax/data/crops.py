@@ -7,7 +7,8 @@ TensorFlow ops so it works on the dynamic shapes inside tf.data; called eagerly 
 Python ints it gives concrete numbers (the tests check them against hand-computed boxes).
 
 Rounding follows torchvision: resizing the shorter side to s makes the longer side
-floor(long * s / short); a centered box of side c in length L starts at (L - c) // 2.
+floor(long * s / short); a centered box of side c in length L starts at round((L - c) / 2)
+with Python's round-half-to-even (so 117 / 2 -> 58 but 119 / 2 -> 60).
 """
 from __future__ import annotations
 
@@ -44,10 +45,19 @@ def resize_shorter_side_hw(height, width, size) -> tf.Tensor:
     return tf.cast(tf.stack([new_h, new_w]), tf.int32)
 
 
+def center_offset(length, size) -> tf.Tensor:
+    """int32 start of a centered `size` box in `length`: torchvision's int(round((length - size) / 2)).
+
+    tf.round rounds half to even, as Python's round does.
+    """
+    slack = tf.cast(tf.cast(length, tf.int32) - size, tf.float64)
+    return tf.cast(tf.round(slack / 2.0), tf.int32)
+
+
 def center_box(height, width, size) -> tf.Tensor:
     """[top, left, size, size] of the centered size x size box."""
-    height, width = tf.cast(height, tf.int32), tf.cast(width, tf.int32)
-    return tf.stack([(height - size) // 2, (width - size) // 2, tf.constant(size), tf.constant(size)])
+    return tf.stack([center_offset(height, size), center_offset(width, size), tf.constant(size),
+                     tf.constant(size)])
 
 
 def five_boxes(height, width, size) -> tf.Tensor:

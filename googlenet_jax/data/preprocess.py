@@ -8,19 +8,26 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-# torchvision's ImageNet statistics (on 0..1 pixels) and the Caffe mean pixel (RGB order).
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-CAFFE_MEAN_RGB = (123.0, 117.0, 104.0)
-NORMALIZATIONS = ("torchvision", "paper")
+from googlenet_jax.normalization import CAFFE_MEAN_RGB, IMAGENET_MEAN, IMAGENET_STD, NORMALIZATIONS
 
 # Interpolations drawn by `random_resize` (the paper's "random interpolation methods").
 RANDOM_RESIZE_METHODS = ("bilinear", "area", "bicubic", "nearest")
 
 
+# libjpeg's accurate integer IDCT: the pixels PIL (and so torchvision) decodes, bit for bit;
+# TensorFlow's default (the fast IDCT) differs by up to 16 levels, about 1 on average.
+JPEG_DCT_METHOD = "INTEGER_ACCURATE"
+
+
 def decode_image(encoded: tf.Tensor) -> tf.Tensor:
-    """JPEG or PNG bytes -> uint8 (H, W, 3); grayscale is replicated, alpha dropped."""
-    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+    """JPEG, PNG, GIF or BMP bytes -> uint8 (H, W, 3); grayscale is replicated, alpha dropped."""
+    def jpeg():
+        return tf.io.decode_jpeg(encoded, channels=3, dct_method=JPEG_DCT_METHOD)
+
+    def other():
+        return tf.io.decode_image(encoded, channels=3, expand_animations=False)
+
+    image = tf.cond(tf.io.is_jpeg(encoded), jpeg, other)
     image.set_shape([None, None, 3])
     return image
 
@@ -63,7 +70,7 @@ def crop(image: tf.Tensor, box: tf.Tensor) -> tf.Tensor:
 def decode_and_crop(encoded: tf.Tensor, box: tf.Tensor) -> tf.Tensor:
     """Decodes only `box` of a JPEG (fused, much faster); decodes then crops a PNG. uint8 (h, w, 3)."""
     def jpeg():
-        return tf.image.decode_and_crop_jpeg(encoded, box, channels=3)
+        return tf.image.decode_and_crop_jpeg(encoded, box, channels=3, dct_method=JPEG_DCT_METHOD)
     image = tf.cond(tf.io.is_jpeg(encoded), jpeg, lambda: crop(decode_image(encoded), box))
     image.set_shape([None, None, 3])
     return image

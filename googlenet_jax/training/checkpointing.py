@@ -5,7 +5,32 @@ import os
 from typing import Any, Optional
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
+
+# The item folder inside a CheckpointManager step folder (`checkpoints/<step>/default`).
+ITEM_DIR = "default"
+
+
+def restore_as_numpy(directory: str) -> Any:
+    """Reads any orbax StandardCheckpointer directory as a pytree of host numpy arrays.
+
+    The arrays are restored into numpy targets built from the checkpoint's metadata, so
+    checkpoints written on any device topology (8 GPUs, a mesh, one CPU) read anywhere.
+    Raises whatever orbax raises for a missing or damaged checkpoint.
+    """
+    from etils import epath
+
+    # The handler itself, not a Checkpointer: a CheckpointManager's item folder has no
+    # step metadata file, which a Checkpointer would warn about.
+    handler = ocp.StandardCheckpointHandler()
+    path = epath.Path(os.path.abspath(directory))
+    try:
+        tree = handler.metadata(path).tree
+        target = jax.tree.map(lambda m: np.empty(m.shape, m.dtype), tree)
+        return handler.restore(path, args=ocp.args.StandardRestore(target))
+    finally:
+        handler.close()
 
 
 class Checkpointer:

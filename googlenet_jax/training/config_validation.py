@@ -46,6 +46,7 @@ SCHEMA: Mapping[str, tuple[type, ...]] = {
     "model.dropout_rate": _OPTIONAL_NUMBER,
     "model.aux_dropout_rate": _NUMBER,
     "model.transform_input": (bool,),
+    "init_weights": _OPTIONAL_STR,
     "aux_weight": _NUMBER,
     "label_smoothing": _NUMBER,
     "batch_size": (int,),

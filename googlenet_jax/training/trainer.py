@@ -13,8 +13,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from googlenet_jax import weights as weights_lib
 from googlenet_jax.training import checkpointing
 from googlenet_jax.training import config_validation
+from googlenet_jax.training import init_weights
 from googlenet_jax.training import metrics as metrics_lib
 from googlenet_jax.training import optim
 from googlenet_jax.training import parallel
@@ -24,7 +26,7 @@ from googlenet_jax.training.config_validation import ConfigError
 from googlenet_jax.model import GoogLeNet
 
 FINAL_METRICS_FILE = "final_metrics.json"
-CHECKPOINT_DIR = "checkpoints"
+CHECKPOINT_DIR = weights_lib.CHECKPOINT_DIR
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -53,15 +55,20 @@ def _augment_config(config: ml_collections.ConfigDict):
 
 
 def evaluate(eval_step: Callable, state: Any, batches: Iterator[dict[str, np.ndarray]],
-             par: parallel.Parallel) -> dict[str, float]:
+             par: parallel.Parallel, progress: Callable[[int], None] | None = None) -> dict[str, float]:
     """Loss, top-1 and top-5 over a whole split (padded rows masked out).
 
-    Returns {"eval_loss", "eval_top1", "eval_top5", "eval_count"}.
+    `state` is what `eval_step` takes first (a TrainState, or variables for
+    steps.eval_variables_step). `progress(batches_done)`, if given, is called after each
+    batch has run. Returns {"eval_loss", "eval_top1", "eval_top5", "eval_count"}.
     """
     sums = None
-    for batch in parallel.prefetch_to_device(batches, par.put_batch):
+    for done, batch in enumerate(parallel.prefetch_to_device(batches, par.put_batch), start=1):
         out = eval_step(state, batch)
         sums = out if sums is None else jax.tree.map(jnp.add, sums, out)
+        if progress is not None:
+            jax.block_until_ready(sums)
+            progress(done)
     if sums is None:
         raise ValueError("the evaluation split yielded no batches")
     host = par.metrics_to_host(sums)
@@ -83,8 +90,10 @@ def check_finite(step: int, host_metrics: dict[str, float]) -> None:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     """Trains (resuming from `workdir`'s latest checkpoint), evaluates, writes the results.
 
-    Writes into `workdir`: checkpoints/ (orbax), TensorBoard event files, config.json and
-    final_metrics.json. Raises ConfigError (one line) for bad configs before compiling.
+    Writes into `workdir`: checkpoints/ (orbax), TensorBoard event files, config.json,
+    model_info.json (what the weights loader needs, class names included) and
+    final_metrics.json. `config.init_weights` starts a fresh run from existing weights.
+    Raises ConfigError (one line) for bad configs before compiling.
     Returns the final metrics: step, eval_top1, eval_top5, eval_loss, eval_count,
     train_images_per_sec, train_loss, wall_time_sec.
     """
@@ -122,17 +131,28 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     except ValueError as e:  # the model rejects the input size or variant
         raise ConfigError(f"model: {e}") from e
 
+    checkpoint_dir = os.path.join(workdir, CHECKPOINT_DIR)
+    resuming = os.path.isdir(checkpoint_dir) and any(n.isdigit() for n in os.listdir(checkpoint_dir))
+    # Read before anything is written, so a bad path fails in one line and leaves no workdir.
+    initial = (init_weights.load(config.init_weights, variant=config.model.variant)
+               if config.init_weights and not resuming else None)
+
     is_writer = jax.process_index() == 0
     if is_writer:
         os.makedirs(workdir, exist_ok=True)
-        with open(os.path.join(workdir, "config.json"), "w") as f:
+        with open(os.path.join(workdir, weights_lib.CONFIG_FILE), "w") as f:
             f.write(config.to_json(indent=2))
+        # What predict / evaluate / export need to use the model, class names included.
+        weights_lib.write_model_info(workdir, weights_lib.info_from_config(config, info.class_names))
     checkpointer = checkpointing.Checkpointer(
-        os.path.join(workdir, CHECKPOINT_DIR), every_steps=config.checkpoint_every_steps,
-        keep=config.keep_checkpoints)
+        checkpoint_dir, every_steps=config.checkpoint_every_steps, keep=config.keep_checkpoints)
     state = checkpointer.restore_latest(abstract_state, par.state_sharding(abstract_state))
     if state is None:
         state = create_state()
+        if initial is not None:
+            state, lines = init_weights.apply(state, initial, tx=tx, use_ema=config.ema_decay > 0)
+            for line in lines:
+                metrics_lib.log(line)
     else:
         metrics_lib.log(f"resuming from {workdir} at step {int(state.step)}")
     start_step = int(state.step)

@@ -1,0 +1,61 @@
+"""`python -m googlenet_jax.evaluate` end to end on a fine-tuned workdir and its image folder."""
+import json
+
+import pytest
+
+from conftest import run_command
+
+
+def _evaluate(*args, check=True):
+    return run_command(["-m", "googlenet_jax.evaluate", *args], check=check)
+
+
+@pytest.fixture(scope="module")
+def report(finetuned_workdir, tmp_path_factory):
+    workdir, _ = finetuned_workdir
+    out = tmp_path_factory.mktemp("evaluate") / "report.json"
+    proc = _evaluate("--weights", workdir, "--crops", "1,10,144", "--json", out)
+    return proc, json.loads(out.read_text())
+
+
+def test_one_crop_equals_the_trainers_final_eval(finetuned_workdir, report):
+    workdir, _ = finetuned_workdir
+    final = json.loads(open(f"{workdir}/final_metrics.json").read())
+    one = report[1]["crops"]["1"]
+    assert one["count"] == final["eval_count"] == 12  # 4 test photos per class, padding excluded
+    assert one["top1"] == final["eval_top1"] and one["top5"] == final["eval_top5"]
+    assert one["loss"] == pytest.approx(final["eval_loss"], rel=1e-6)
+
+
+def test_every_scheme_counts_each_example_once_with_the_json_keys(report):
+    crops = report[1]["crops"]
+    assert sorted(crops, key=int) == ["1", "10", "144"]
+    for scheme in crops.values():
+        assert sorted(scheme) == ["count", "loss", "top1", "top5"] and scheme["count"] == 12
+        assert 0 <= scheme["top1"] <= scheme["top5"] <= 1
+
+
+def test_prints_a_table_and_progress(report):
+    proc, _ = report
+    lines = proc.stdout.splitlines()
+    assert lines[1].split()[:4] == ["crops", "cost", "top-1", "top-5"]
+    assert [line.split()[0] for line in lines[2:5]] == ["1", "10", "144"]
+    assert "144 crop(s): batch" in proc.stderr and "ETA" in proc.stderr
+
+
+def test_pth_weights_on_an_image_folder_with_the_wrong_class_count(torchvision_pth, photo_folder):
+    proc = _evaluate("--weights", torchvision_pth[0], "--dataset", "image_folder", "--data_dir", photo_folder,
+                     check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "error: the weights have 1000 classes but dataset 'image_folder' has 3")
+
+
+def test_pth_weights_need_a_dataset(torchvision_pth):
+    proc = _evaluate("--weights", torchvision_pth[0], check=False)
+    assert proc.returncode == 2 and "pass --dataset" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_bad_crops_argument(torchvision_pth):
+    proc = _evaluate("--weights", torchvision_pth[0], "--crops", "1,5", check=False)
+    assert proc.returncode == 2 and "crop schemes must be among (1, 10, 144)" in proc.stderr
