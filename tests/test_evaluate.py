@@ -4,6 +4,7 @@ import json
 import pytest
 
 from conftest import run_command
+from googlenet_jax import evaluate
 
 
 def _evaluate(*args, check=True):
@@ -43,19 +44,25 @@ def test_prints_a_table_and_progress(report):
     assert "144 crop(s): batch" in proc.stderr and "ETA" in proc.stderr
 
 
-def test_pth_weights_on_an_image_folder_with_the_wrong_class_count(torchvision_pth, photo_folder):
-    proc = _evaluate("--weights", torchvision_pth[0], "--dataset", "image_folder", "--data_dir", photo_folder,
-                     check=False)
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines()[-1] == (
+def _main_error(capsys, *args) -> str:
+    """evaluate.main in this process: the exit status must be 2 and stderr one error line."""
+    assert evaluate.main(list(map(str, args))) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ")
+    return err[0]
+
+
+def test_pth_weights_on_an_image_folder_with_the_wrong_class_count(torchvision_pth, photo_folder, capsys):
+    assert _main_error(capsys, "--weights", torchvision_pth[0], "--dataset", "image_folder",
+                       "--data_dir", photo_folder) == (
         "error: the weights have 1000 classes but dataset 'image_folder' has 3")
 
 
-def test_pth_weights_need_a_dataset(torchvision_pth):
-    proc = _evaluate("--weights", torchvision_pth[0], check=False)
-    assert proc.returncode == 2 and "pass --dataset" in proc.stderr.strip().splitlines()[-1]
+def test_pth_weights_need_a_dataset(torchvision_pth, capsys):
+    assert "pass --dataset" in _main_error(capsys, "--weights", torchvision_pth[0])
 
 
-def test_bad_crops_argument(torchvision_pth):
-    proc = _evaluate("--weights", torchvision_pth[0], "--crops", "1,5", check=False)
-    assert proc.returncode == 2 and "crop schemes must be among (1, 10, 144)" in proc.stderr
+def test_bad_crops_argument(torchvision_pth, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        evaluate.main(["--weights", torchvision_pth[0], "--crops", "1,5"])
+    assert exit_.value.code == 2 and "crop schemes must be among (1, 10, 144)" in capsys.readouterr().err
