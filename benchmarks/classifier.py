@@ -132,8 +132,9 @@ def main(argv=None) -> int:
             line = (f"batch {batch:>4}: model only {row['jax_model']['img_s']:8.1f} img/s | "
                     f"end to end {row['jax_end_to_end']['img_s']:8.1f} img/s")
             if peer is not None:
-                line += (f" || torch {row['torch_model']['img_s']:8.1f} / {row['torch_end_to_end']['img_s']:8.1f}"
-                         f" | ratio x{row['model_ratio']:.2f} / x{row['end_to_end_ratio']:.2f}")
+                line += (f" || torch {row['torch_model']['img_s']:8.1f} / "
+                         f"{row['torch_end_to_end']['img_s']:8.1f} | ratio x{row['model_ratio']:.2f} / "
+                         f"x{row['end_to_end_ratio']:.2f}")
             print(line, flush=True)
     if args.json:
         with open(args.json, "w") as f:

@@ -73,8 +73,8 @@ def _entries(variant: str, aux: bool) -> list:
 
 
 @functools.lru_cache(maxsize=None)
-def variable_shapes(variant: str, aux: bool, num_classes: int) -> dict[tuple[str, tuple[str, ...]], tuple[int, ...]]:
-    """{(collection, path): shape} of a freshly initialised model (shapes do not depend on the input size)."""
+def variable_shapes(variant: str, aux: bool, num_classes: int) -> dict[tuple, tuple[int, ...]]:
+    """{(collection, path): shape} of a freshly initialised model (independent of the input size)."""
     import jax
     import jax.numpy as jnp
 

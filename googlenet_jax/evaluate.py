@@ -20,47 +20,31 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # quiet TensorFlow's C++ start-up logs
 
+from googlenet_jax import cli  # noqa: E402
+
 CROP_SCHEMES = (1, 10, 144)
 # Views per device batch the default batch sizes aim at (images x crops).
 VIEWS_PER_BATCH = 256
 
 
-def parse_crops(text: str) -> list[int]:
-    try:
-        crops = [int(c) for c in text.split(",") if c.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a comma-separated list of {CROP_SCHEMES}, got {text!r}")
-    bad = [c for c in crops if c not in CROP_SCHEMES]
-    if bad or not crops:
-        raise argparse.ArgumentTypeError(f"crop schemes must be among {CROP_SCHEMES}, got {text!r}")
-    return list(dict.fromkeys(crops))
-
-
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m googlenet_jax.evaluate", description=__doc__.split("\n\n")[0],
-        epilog="PATH: a torchvision googlenet .pth, a train.py workdir (or its checkpoints/<step>), "
-               "or an orbax checkpoint from `python -m googlenet_jax.convert to-flax`.")
-    parser.add_argument("--weights", required=True, metavar="PATH", help="the model's weights")
+    parser = argparse.ArgumentParser(prog="python -m googlenet_jax.evaluate",
+                                     description=__doc__.split("\n\n")[0])
+    cli.add_weights_arguments(parser)
     parser.add_argument("--dataset", help="tfds name, 'image_folder' or 'sklearn_digits' "
                                           "(default: a workdir's own)")
     parser.add_argument("--data_dir", help="tfds data_dir, or the image folder (default: a workdir's own)")
     parser.add_argument("--split", help="split to evaluate (default: a workdir's eval split, else 'test'; "
                                         "'test' means 'validation' for imagenet2012)")
-    parser.add_argument("--crops", type=parse_crops, default=[1], help="comma-separated schemes among "
-                        "1, 10, 144 (default 1)")
+    parser.add_argument("--crops", type=cli.comma_separated(CROP_SCHEMES, int, "crop schemes"), default=[1],
+                        help="comma-separated schemes among 1, 10, 144 (default 1)")
     parser.add_argument("--batch_size", type=int, help="images per step, over all devices (default: "
                         f"about {VIEWS_PER_BATCH} views per step, a workdir's eval_batch_size for 1 crop)")
     parser.add_argument("--json", metavar="OUT", help="also write the results as JSON to OUT")
-    parser.add_argument("--transform_input", choices=("on", "off"),
-                        help="override the weights' transform_input (on for a torchvision .pth)")
-    parser.add_argument("--raw_params", action="store_true",
-                        help="for a workdir that kept a Polyak average, use the raw parameters instead")
     args = parser.parse_args(argv)
     if args.batch_size is not None and args.batch_size < 1:
         parser.error(f"--batch_size must be at least 1, got {args.batch_size}")
-    if args.json and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):
-        parser.error(f"--json {args.json}: its folder does not exist")
+    cli.check_output_folder(parser, "--json", args.json)
     return args
 
 
@@ -97,7 +81,8 @@ def format_table(results: dict[int, dict[str, float]]) -> str:
              f"{'vs 1 crop':>9}  {'loss':>7}  {'count':>7}"]
     base = results.get(1)
     for crops, r in results.items():
-        delta = "base" if crops == 1 or base is None else f"{100 * ((1 - r['top5']) - (1 - base['top5'])):+.2f}%"
+        # Table 3's "compared to base": the change in top-5 error against 1 crop.
+        delta = "base" if crops == 1 or base is None else f"{100 * (base['top5'] - r['top5']):+.2f}%"
         lines.append(f"{crops:>5}  {crops:>4}  {100 * r['top1']:>6.2f}%  {100 * r['top5']:>6.2f}%  "
                      f"{100 * (1 - r['top1']):>8.2f}%  {100 * (1 - r['top5']):>8.2f}%  {delta:>9}  "
                      f"{r['loss']:>7.4f}  {int(r['count']):>7d}")
@@ -109,12 +94,9 @@ def run(args) -> tuple[dict, dict[int, dict[str, float]]]:
     import functools
 
     from googlenet_jax import data
-    from googlenet_jax import weights as weights_lib
     from googlenet_jax.training import parallel, steps, trainer
 
-    loaded = weights_lib.load(
-        args.weights, use_average=not args.raw_params,
-        transform_input=None if args.transform_input is None else args.transform_input == "on")
+    loaded = cli.load_weights(args)
     info = loaded.info
     dataset = args.dataset or info.dataset
     if not dataset:

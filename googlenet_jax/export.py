@@ -27,37 +27,26 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from googlenet_jax import cli  # noqa: E402
+
 PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
 DTYPES = ("float32", "bfloat16")
 
 
-def parse_platforms(text: str) -> list[str]:
-    platforms = [p.strip() for p in text.split(",") if p.strip()]
-    bad = [p for p in platforms if p not in PLATFORMS]
-    if bad or not platforms:
-        raise argparse.ArgumentTypeError(f"platforms must be among {','.join(PLATFORMS)}, got {text!r}")
-    return list(dict.fromkeys(platforms))
-
-
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m googlenet_jax.export", description=__doc__.split("\n\n")[0],
-        epilog="PATH: a torchvision googlenet .pth, a train.py workdir (or its checkpoints/<step>), "
-               "or an orbax checkpoint from `python -m googlenet_jax.convert to-flax`.")
-    parser.add_argument("--weights", required=True, metavar="PATH", help="the model's weights")
-    parser.add_argument("--out", required=True, metavar="FILE", help="the artifact to write (FILE.json beside it)")
-    parser.add_argument("--platforms", type=parse_platforms, default=["cpu", "cuda", "tpu"],
+    parser = argparse.ArgumentParser(prog="python -m googlenet_jax.export",
+                                     description=__doc__.split("\n\n")[0])
+    cli.add_weights_arguments(parser)
+    parser.add_argument("--out", required=True, metavar="FILE",
+                        help="the artifact to write (FILE.json beside it)")
+    parser.add_argument("--platforms", type=cli.comma_separated(PLATFORMS, what="platforms"),
+                        default=["cpu", "cuda", "tpu"],
                         help="comma-separated platforms the artifact runs on (default cpu,cuda,tpu)")
     parser.add_argument("--dtype", choices=DTYPES, default="float32",
                         help="compute dtype inside the artifact (input and output stay float32)")
     parser.add_argument("--logits", action="store_true", help="return logits instead of probabilities")
-    parser.add_argument("--transform_input", choices=("on", "off"),
-                        help="override the weights' transform_input (on for a torchvision .pth)")
-    parser.add_argument("--raw_params", action="store_true",
-                        help="for a workdir that kept a Polyak average, use the raw parameters instead")
     args = parser.parse_args(argv)
-    if not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
-        parser.error(f"--out {args.out}: its folder does not exist")
+    cli.check_output_folder(parser, "--out", args.out)
     return args
 
 
@@ -126,12 +115,8 @@ def describe(exported, loaded, *, dtype: str, logits: bool) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from googlenet_jax import weights as weights_lib
-
     try:
-        loaded = weights_lib.load(
-            args.weights, use_average=not args.raw_params,
-            transform_input=None if args.transform_input is None else args.transform_input == "on")
+        loaded = cli.load_weights(args)
     except (ValueError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

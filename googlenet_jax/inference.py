@@ -21,7 +21,7 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import os
-from typing import Any, Iterable, NamedTuple, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -197,17 +197,20 @@ class Classifier:
     Args:
       weights: a path any source `googlenet_jax.load` reads, or a `LoadedModel`.
       batch_size: the largest batch sent to the devices at once.
-      dtype: compute dtype (jnp.bfloat16 is faster on GPU/TPU); outputs stay float32.
+      dtype: compute dtype (jnp.bfloat16 is faster on GPU/TPU); outputs stay float32. None:
+        float32 for a path, the LoadedModel's own otherwise.
       transform_input, use_average: passed to `googlenet_jax.load`.
       devices: the devices to shard batches over (default: every local device).
     """
 
     def __init__(self, weights: str | os.PathLike | weights_lib.LoadedModel, *, batch_size: int = 32,
-                 dtype: Any = jnp.float32, transform_input: bool | None = None,
+                 dtype: Any = None, transform_input: bool | None = None,
                  use_average: bool = True, devices: Sequence[jax.Device] | None = None):
         if not isinstance(weights, weights_lib.LoadedModel):
             weights = weights_lib.load(weights, transform_input=transform_input,
-                                       use_average=use_average, dtype=dtype)
+                                       use_average=use_average, dtype=dtype or jnp.float32)
+        elif dtype is not None:
+            weights = weights._replace(model=weights.model.clone(dtype=dtype))
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         self.model, self.info = weights.model, weights.info

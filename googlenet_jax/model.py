@@ -245,7 +245,8 @@ class GoogLeNet(nn.Module):
     def __call__(self, x, *, train: bool, features: bool = False):
         self._check_input(x)
         if features and train:
-            raise ValueError("features=True returns the pooled features of an eval-mode pass; use train=False")
+            raise ValueError("features=True returns the pooled features of an eval-mode pass; "
+                             "use train=False")
         spec = VARIANTS[self.variant]
         conv = functools.partial(
             ConvBlock, batch_norm=spec.batch_norm, weight_init=spec.weight_init,

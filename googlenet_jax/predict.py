@@ -16,28 +16,27 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # quiet TensorFlow's C++ start-up logs
 
+from googlenet_jax import cli  # noqa: E402
+
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m googlenet_jax.predict", description=__doc__.split("\n\n")[0],
-        epilog="PATH: a torchvision googlenet .pth, a train.py workdir (or its checkpoints/<step>), "
-               "or an orbax checkpoint from `python -m googlenet_jax.convert to-flax`.")
+    parser = argparse.ArgumentParser(prog="python -m googlenet_jax.predict",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, ...)")
-    parser.add_argument("--weights", required=True, metavar="PATH", help="the model's weights")
+    cli.add_weights_arguments(parser)
     parser.add_argument("--top_k", type=int, default=5, help="classes per image (default 5)")
     parser.add_argument("--json", metavar="OUT", help="also write the results as JSON to OUT")
     parser.add_argument("--features", metavar="OUT.npy",
                         help="also write the (N, 1024) pooled features as a .npy file")
-    parser.add_argument("--batch_size", type=int, default=32, help="images per device batch (default 32)")
-    parser.add_argument("--transform_input", choices=("on", "off"),
-                        help="override the weights' transform_input (on for a torchvision .pth)")
-    parser.add_argument("--raw_params", action="store_true",
-                        help="for a workdir that kept a Polyak average, use the raw parameters instead")
+    parser.add_argument("--batch_size", type=int, default=32,
+                        help="images per batch, over all devices (default 32)")
     args = parser.parse_args(argv)
     if args.top_k < 1:
         parser.error(f"--top_k must be at least 1, got {args.top_k}")
     if args.batch_size < 1:
         parser.error(f"--batch_size must be at least 1, got {args.batch_size}")
+    cli.check_output_folder(parser, "--json", args.json)
+    cli.check_output_folder(parser, "--features", args.features)
     return args
 
 
@@ -54,14 +53,8 @@ def main(argv=None) -> int:
     from googlenet_jax import inference
     from googlenet_jax.weights import WeightsError
 
-    for out in (args.json, args.features):
-        if out and not os.path.isdir(os.path.dirname(os.path.abspath(out))):
-            print(f"error: {out}: its folder does not exist", file=sys.stderr)
-            return 2
     try:
-        classifier = inference.Classifier(
-            args.weights, batch_size=args.batch_size, use_average=not args.raw_params,
-            transform_input=None if args.transform_input is None else args.transform_input == "on")
+        classifier = inference.Classifier(cli.load_weights(args), batch_size=args.batch_size)
     except (WeightsError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -72,7 +65,8 @@ def main(argv=None) -> int:
         chunk = args.images[start:start + classifier.batch_size]
         inputs = inference.preprocess_each(chunk, classifier.info)
         ok = [i for i, x in enumerate(inputs) if not isinstance(x, inference.ImageError)]
-        batch = np.stack([inputs[i] for i in ok]) if ok else np.zeros((0,) + (classifier.info.image_size,) * 2 + (3,))
+        size = classifier.info.image_size
+        batch = np.stack([inputs[i] for i in ok]) if ok else np.zeros((0, size, size, 3), np.float32)
         top = dict(zip(ok, classifier.top_k(classifier.predict(batch), args.top_k)))
         chunk_features = np.full((len(chunk), inference.FEATURES_DIM), np.nan, np.float32)
         if args.features:

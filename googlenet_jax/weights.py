@@ -25,10 +25,11 @@ import numpy as np
 
 from googlenet_jax import class_names as class_names_lib
 from googlenet_jax import model as model_lib
+from googlenet_jax.training import checkpointing
 
 MODEL_INFO_FILE = "model_info.json"
 CONFIG_FILE = "config.json"
-CHECKPOINT_DIR = "checkpoints"
+CHECKPOINT_DIR, ITEM_DIR = checkpointing.CHECKPOINT_DIR, checkpointing.ITEM_DIR
 PTH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 SOURCES_HELP = ("a torchvision googlenet .pth, a training workdir (or its checkpoints/<step> folder), "
                 "or an orbax checkpoint from `python -m googlenet_jax.convert to-flax`")
@@ -168,20 +169,20 @@ def _workdir_class_names(config: Mapping[str, Any]) -> tuple[str, ...] | None:
 
 
 def _load_workdir(workdir: str, step: int | None, use_average: bool) -> tuple[dict, ModelInfo]:
-    from googlenet_jax.training import checkpointing
-
     config = _read_json(os.path.join(workdir, CONFIG_FILE))
     checkpoint_dir = os.path.join(workdir, CHECKPOINT_DIR)
     if step is None:
         step = _latest_step(checkpoint_dir) if os.path.isdir(checkpoint_dir) else None
         if step is None:
-            raise WeightsError(f"{workdir}: a training workdir without checkpoints (nothing in {checkpoint_dir})")
+            raise WeightsError(f"{workdir}: a training workdir without checkpoints "
+                               f"(nothing in {checkpoint_dir})")
     step_dir = os.path.join(checkpoint_dir, str(step))
     try:
         state = checkpointing.restore_as_numpy(os.path.join(step_dir, checkpointing.ITEM_DIR))
     except Exception as error:  # orbax raises many types for a damaged checkpoint
         first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        raise WeightsError(f"{step_dir}: checkpoint cannot be read ({type(error).__name__}: {first[:200]})") from None
+        raise WeightsError(f"{step_dir}: checkpoint cannot be read "
+                           f"({type(error).__name__}: {first[:200]})") from None
     if not isinstance(state, Mapping) or "params" not in state:
         raise WeightsError(f"{step_dir}: not a train.py checkpoint (no params)")
     averaged = use_average and bool(state.get("ema_params"))
@@ -235,6 +236,8 @@ def _read_source(path: str, use_average: bool) -> tuple[dict, ModelInfo, str]:
             except ImportError as error:
                 raise WeightsError(f"{path}: {error}") from None
         raise WeightsError(f"{path}: not a recognised weights file; expected {SOURCES_HELP}")
+    if os.path.basename(path) == ITEM_DIR and os.path.basename(os.path.dirname(path)).isdigit():
+        path = os.path.dirname(path)  # checkpoints/<step>/default: the step folder's item
     name, parent = os.path.basename(path), os.path.dirname(path)
     if os.path.exists(os.path.join(path, CONFIG_FILE)):
         return (*_load_workdir(path, None, use_average), "workdir")

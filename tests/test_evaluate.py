@@ -65,4 +65,4 @@ def test_pth_weights_need_a_dataset(torchvision_pth, capsys):
 def test_bad_crops_argument(torchvision_pth, capsys):
     with pytest.raises(SystemExit) as exit_:
         evaluate.main(["--weights", torchvision_pth[0], "--crops", "1,5"])
-    assert exit_.value.code == 2 and "crop schemes must be among (1, 10, 144)" in capsys.readouterr().err
+    assert exit_.value.code == 2 and "crop schemes must be among 1,10,144" in capsys.readouterr().err

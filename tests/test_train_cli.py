@@ -77,7 +77,7 @@ def test_keeps_the_last_checkpoints_every_n_steps(runs):
 
 
 def test_resume_continues_exactly_like_an_uninterrupted_run(runs):
-    assert f"resuming from" in runs["resumed"].stdout
+    assert "resuming from" in runs["resumed"].stdout
     assert f"steps {CHECKPOINT_EVERY}->{2 * CHECKPOINT_EVERY}" in runs["resumed"].stdout
     straight = _params(runs["root"] / "straight", 2 * CHECKPOINT_EVERY)
     resumed = _params(runs["root"] / "resumed", 2 * CHECKPOINT_EVERY)

@@ -63,7 +63,8 @@ def test_converted_orbax_checkpoint_carries_its_model_info(tmp_path, torchvision
     assert json.loads((out / "model_info.json").read_text())["class_names"][0] == "tench"
     loaded = googlenet_jax.load(out)
     assert loaded.info.source == "orbax" and loaded.info.transform_input
-    _assert_same_arrays(loaded.variables["params"], googlenet_jax.load(torchvision_pth[0]).variables["params"])
+    _assert_same_arrays(loaded.variables["params"],
+                        googlenet_jax.load(torchvision_pth[0]).variables["params"])
 
 
 def _write_workdir(root, *, ema: bool):
@@ -102,7 +103,8 @@ def test_workdir_loads_the_polyak_average_when_the_run_kept_one(tmp_path):
 
 def test_workdir_step_folders_and_checkpoints_folder_load(tmp_path):
     variables, _ = _write_workdir(tmp_path / "run", ema=False)
-    for path in (tmp_path / "run" / "checkpoints", tmp_path / "run" / "checkpoints" / "7"):
+    step = tmp_path / "run" / "checkpoints" / "7"
+    for path in (tmp_path / "run" / "checkpoints", step, step / "default"):
         loaded = googlenet_jax.load(path)
         assert loaded.info.step == 7 and not loaded.info.averaged
         _assert_same_arrays(loaded.variables["params"], variables["params"])

@@ -8,7 +8,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-# The item folder inside a CheckpointManager step folder (`checkpoints/<step>/default`).
+# A workdir's checkpoints: WORKDIR/CHECKPOINT_DIR/<step>/ITEM_DIR (orbax's item folder).
+CHECKPOINT_DIR = "checkpoints"
 ITEM_DIR = "default"
 
 

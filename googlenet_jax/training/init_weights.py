@@ -79,7 +79,8 @@ def apply(state: TrainState, loaded: weights_lib.LoadedModel, *, tx: optax.Gradi
         lines.append(f"init_weights: freshly initialised for {np.shape(params['fc']['kernel'])[-1]} "
                      f"classes instead of {loaded.info.num_classes}: {_layers(resized)}")
     if absent or absent_stats:
-        lines.append(f"init_weights: not in the weights, freshly initialised: {_layers(absent + absent_stats)}")
+        lines.append("init_weights: not in the weights, freshly initialised: "
+                     f"{_layers(absent + absent_stats)}")
     state = state.replace(params=params, batch_stats=batch_stats, opt_state=tx.init(params),
                           ema_params=params if use_ema else {})
     return state, lines

@@ -26,7 +26,7 @@ from googlenet_jax.training.config_validation import ConfigError
 from googlenet_jax.model import GoogLeNet
 
 FINAL_METRICS_FILE = "final_metrics.json"
-CHECKPOINT_DIR = weights_lib.CHECKPOINT_DIR
+CHECKPOINT_DIR = checkpointing.CHECKPOINT_DIR
 
 
 class NonFiniteLossError(FloatingPointError):
