@@ -16,7 +16,11 @@ from ml_collections import config_flags  # noqa: E402
 
 
 def _fail(message: str) -> None:
-    sys.exit(f"train.py: error: {message}")
+    print(f"train.py: error: {message}", file=sys.stderr, flush=True)
+    # Library threads (orbax's asynchronous writers) may still print while the interpreter
+    # shuts down; the error above stays the last line.
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stderr.fileno())
+    sys.exit(1)
 
 
 def _first_line(error: Exception) -> str:
@@ -60,14 +64,19 @@ def main(argv):
         _fail(_first_line(e))
     # Imported after flag parsing so that --help and flag errors stay fast.
     from googlenet_jax.training import trainer
+    from googlenet_jax.training.checkpointing import CheckpointError
     from googlenet_jax.training.config_validation import ConfigError
+    from googlenet_jax.training.preemption import Preempted
 
     config_name = os.path.splitext(os.path.basename(config_file))[0]
     workdir = _WORKDIR.value or os.path.join("workdir", config_name)
     try:
         trainer.train_and_evaluate(config, workdir)
-    except (ConfigError, trainer.NonFiniteLossError) as e:
+    except (ConfigError, CheckpointError, trainer.NonFiniteLossError) as e:
         _fail(str(e))
+    except Preempted as e:  # the checkpoint is on disk; a non-zero status: the run is not done
+        print(f"train.py: stopped by {e}", flush=True)
+        sys.exit(e.exit_code)
 
 
 if __name__ == "__main__":

@@ -95,4 +95,11 @@ def get_config() -> ml_collections.ConfigDict:
     config.checkpoint_every_steps = 200
     config.keep_checkpoints = 2
 
+    # Non-finite loss or gradient (checked at every step; the update is never applied):
+    # "stop" ends the run naming the step, "skip" skips the step and goes on, up to
+    # nan_max_consecutive_skips in a row.
+    config.nan_policy = "stop"
+    config.nan_max_consecutive_skips = 10
+    config.inject_nan_at_step = -1  # > 0: poison that step's batch with NaN (tests the above)
+
     return config

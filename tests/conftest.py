@@ -52,6 +52,14 @@ def run_command(args, *, cache_dir=None, check=True, timeout=900):
 
 
 @pytest.fixture(scope="session")
+def jax_cache(tmp_path_factory):
+    """One persistent compilation cache for the train.py runs of the whole session: runs with
+    the same shapes and settings (tests/test_train_cli.py, tests/test_durability.py) compile
+    their steps once."""
+    return tmp_path_factory.mktemp("jax_cache")
+
+
+@pytest.fixture(scope="session")
 def torchvision_pth(tmp_path_factory):
     """(path, net): torchvision's googlenet with random weights and aux heads, saved as .pth.
 

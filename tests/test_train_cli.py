@@ -24,7 +24,7 @@ SMALL = [
     "--config.image_size=32", "--config.batch_size=16", "--config.eval_batch_size=40",
     f"--config.checkpoint_every_steps={CHECKPOINT_EVERY}", "--config.keep_checkpoints=2",
     "--config.log_every_steps=1", "--config.optimizer.schedule=constant",
-    "--config.optimizer.warmup_epochs=0",
+    "--config.optimizer.warmup_epochs=0", "--config.ema_decay=0.9",
 ]
 
 
@@ -41,10 +41,10 @@ def _train(*args, cache_dir, check=True):
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, jax_cache):
     root = tmp_path_factory.mktemp("train_cli")
     data = ["--config.data_dir", root / "data"]
-    common = dict(cache_dir=root / "jax_cache")
+    common = dict(cache_dir=jax_cache)
     steps = 2 * CHECKPOINT_EVERY
     straight = _train(*SMALL, *data, f"--config.num_train_steps={steps}",
                       "--workdir", root / "straight", **common)
@@ -81,7 +81,7 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(runs):
     assert f"steps {CHECKPOINT_EVERY}->{2 * CHECKPOINT_EVERY}" in runs["resumed"].stdout
     straight = _params(runs["root"] / "straight", 2 * CHECKPOINT_EVERY)
     resumed = _params(runs["root"] / "resumed", 2 * CHECKPOINT_EVERY)
-    for part in ("params", "batch_stats", "opt_state"):
+    for part in ("params", "batch_stats", "opt_state", "ema_params"):
         flat_a, flat_b = _flatten(straight[part]), _flatten(resumed[part])
         assert flat_a.keys() == flat_b.keys()
         for key in flat_a:

@@ -1,16 +1,77 @@
-"""Orbax checkpoints of the TrainState: every N steps and at the end, the last K kept."""
+"""Orbax checkpoints of the TrainState that survive kills, damage and full disks.
+
+Layout: WORKDIR/checkpoints/<step>/default. Orbax writes a step into
+`<step>.orbax-checkpoint-tmp-<time>` and renames it when complete, so a folder named by a
+step number is a finished save. On top of that this module:
+- removes the partial folders a killed save or delete leaves (`open`);
+- resumes from the newest checkpoint that reads, moving unreadable newer ones aside as
+  `<step>.unreadable` with a warning, and refuses to start over when none reads;
+- tells a checkpoint of another model (other variant or class count) from a damaged one;
+- keeps the newest `keep` steps, deleting older ones by renaming them out of the step
+  namespace first (`<step>.deleting`), so an interrupted delete never looks like a step;
+- turns a failed save (disk full, read-only folder) into one line naming what to do.
+"""
 from __future__ import annotations
 
 import os
-from typing import Any, Optional
+import re
+import shutil
+from typing import Any, Callable, Optional
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from flax import traverse_util
 
 # A workdir's checkpoints: WORKDIR/CHECKPOINT_DIR/<step>/ITEM_DIR (orbax's item folder).
 CHECKPOINT_DIR = "checkpoints"
 ITEM_DIR = "default"
+PARTIAL_SUFFIXES = (".orbax-checkpoint-tmp", ".deleting")  # a killed save / a killed delete
+UNREADABLE_SUFFIX = ".unreadable"
+# The parts of a TrainState whose shapes say which model it is.
+MODEL_PARTS = ("params", "batch_stats", "ema_params")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint problem the run cannot continue past; the message is one line."""
+
+
+# The operating-system causes a failed write reports, as strerror texts inside orbax's messages.
+_OS_REASONS = re.compile(r"No space left on device|File too large|Read-only file system|"
+                         r"Permission denied|Disk quota exceeded|Input/output error")
+
+
+def _one_line(error: BaseException) -> str:
+    """A short reason: the OS error inside orbax's long message if there is one."""
+    text = str(error).strip()
+    reason = _OS_REASONS.search(text)
+    if reason:
+        return reason.group(0)
+    first = text.splitlines()[0] if text else ""
+    return f"{type(error).__name__}: {first[:200]}" if first else type(error).__name__
+
+
+def _epath(directory: str):
+    from etils import epath
+    return epath.Path(os.path.abspath(directory))
+
+
+def _read_metadata(item_dir: str) -> Any:
+    """The array metadata tree of an orbax item folder (raises for a missing or damaged one)."""
+    handler = ocp.StandardCheckpointHandler()
+    try:
+        return handler.metadata(_epath(item_dir)).tree
+    finally:
+        handler.close()
+
+
+def _restore(item_dir: str, target: Any) -> Any:
+    """Restores an item folder into `target` (numpy arrays or jax.ShapeDtypeStructs)."""
+    handler = ocp.StandardCheckpointHandler()
+    try:
+        return handler.restore(_epath(item_dir), args=ocp.args.StandardRestore(target))
+    finally:
+        handler.close()
 
 
 def restore_as_numpy(directory: str) -> Any:
@@ -20,57 +81,202 @@ def restore_as_numpy(directory: str) -> Any:
     checkpoints written on any device topology (8 GPUs, a mesh, one CPU) read anywhere.
     Raises whatever orbax raises for a missing or damaged checkpoint.
     """
-    from etils import epath
+    tree = _read_metadata(directory)
+    return _restore(directory, jax.tree.map(lambda m: np.empty(m.shape, m.dtype), tree))
 
-    # The handler itself, not a Checkpointer: a CheckpointManager's item folder has no
-    # step metadata file, which a Checkpointer would warn about.
-    handler = ocp.StandardCheckpointHandler()
-    path = epath.Path(os.path.abspath(directory))
-    try:
-        tree = handler.metadata(path).tree
-        target = jax.tree.map(lambda m: np.empty(m.shape, m.dtype), tree)
-        return handler.restore(path, args=ocp.args.StandardRestore(target))
-    finally:
-        handler.close()
+
+def step_folders(directory: str) -> list[int]:
+    """The finished steps in `directory` (folders named by a step number), oldest first."""
+    if not os.path.isdir(directory):
+        return []
+    return sorted(int(name) for name in os.listdir(directory)
+                  if name.isdigit() and os.path.isdir(os.path.join(directory, name)))
+
+
+def _shapes(tree: Any) -> dict[str, tuple]:
+    if not tree:
+        return {}
+    return {"/".join(map(str, key)): tuple(leaf.shape)
+            for key, leaf in traverse_util.flatten_dict(dict(tree)).items()}
+
+
+def model_difference(metadata: Any, abstract_state: Any) -> Optional[str]:
+    """What makes a checkpoint's model differ from `abstract_state`'s, or None.
+
+    Compares the shapes of params, BatchNorm statistics and the Polyak average; a variant,
+    class count or averaging setting that differs shows here.
+    """
+    problems = []
+    for part in MODEL_PARTS:
+        saved, wanted = _shapes(metadata.get(part)), _shapes(getattr(abstract_state, part))
+        if bool(saved) != bool(wanted):
+            problems.append(f"{part} {'present' if saved else 'absent'} in the checkpoint, "
+                            f"{'present' if wanted else 'absent'} in this config")
+            continue
+        missing, unexpected = sorted(wanted.keys() - saved.keys()), sorted(saved.keys() - wanted.keys())
+        if missing:
+            problems.append(f"{part}/{missing[0]} missing from the checkpoint"
+                            + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+        if unexpected:
+            problems.append(f"{part}/{unexpected[0]} in the checkpoint only"
+                            + (f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else ""))
+        for key in sorted(wanted.keys() & saved.keys()):
+            if wanted[key] != saved[key]:
+                problems.append(f"{part}/{key} is {saved[key]} in the checkpoint, {wanted[key]} here")
+                break
+    return "; ".join(problems) if problems else None
 
 
 class Checkpointer:
-    """Saves and restores TrainStates under `directory` (one subfolder per step)."""
+    """Saves and restores TrainStates under `directory` (one subfolder per step).
 
-    def __init__(self, directory: str, *, every_steps: int, keep: int):
-        self._manager = ocp.CheckpointManager(
-            os.path.abspath(directory),
-            options=ocp.CheckpointManagerOptions(
-                max_to_keep=keep, save_interval_steps=every_steps, create=True))
+    `log` receives one-line warnings (partial folders removed, unreadable steps skipped).
+    File operations happen on process 0 only; the other processes wait for it.
+    """
+
+    def __init__(self, directory: str, *, every_steps: int, keep: int,
+                 log: Callable[[str], None] = print):
+        self.directory = os.path.abspath(directory)
+        self.every_steps, self.keep, self._log = every_steps, keep, log
+        self._is_primary = jax.process_index() == 0
+        self._last_saved: Optional[int] = None
+        self._manager: Optional[ocp.CheckpointManager] = None
+
+    # ------------------------------------------------------------------ opening and resuming
+
+    def _sync(self, name: str) -> None:
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+            multihost_utils.sync_global_devices(f"checkpointing:{name}")
+
+    def _remove_partial_folders(self) -> None:
+        """Deletes what a killed save or a killed delete left behind."""
+        if self._is_primary and os.path.isdir(self.directory):
+            for name in sorted(os.listdir(self.directory)):
+                if any(suffix in name for suffix in PARTIAL_SUFFIXES):
+                    shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+                    self._log(f"removed {os.path.join(self.directory, name)}: the remains of an "
+                              "interrupted checkpoint save or delete")
+        self._sync("partial")
+
+    def _set_aside(self, step: int, reason: str) -> None:
+        folder = os.path.join(self.directory, str(step))
+        self._log(f"warning: checkpoint step {step} in {self.directory} cannot be read ({reason}); "
+                  f"falling back to an older one (kept as {folder}{UNREADABLE_SUFFIX})")
+        if self._is_primary:
+            target = folder + UNREADABLE_SUFFIX
+            shutil.rmtree(target, ignore_errors=True)
+            os.rename(folder, target)
+
+    def _open_manager(self) -> None:
+        try:
+            self._manager = ocp.CheckpointManager(
+                self.directory,
+                options=ocp.CheckpointManagerOptions(
+                    max_to_keep=None, save_interval_steps=1, create=True))
+        except OSError as error:
+            raise CheckpointError(f"cannot create {self.directory}: {_one_line(error)}") from None
+
+    def restore_latest(self, state: Any, shardings: Any) -> Optional[Any]:
+        """Opens the folder and returns the newest readable checkpoint, or None if it has none.
+
+        The checkpoint is shaped like `state` (arrays or jax.ShapeDtypeStructs) and placed on
+        `shardings` (a matching pytree of jax.sharding.Sharding). Unreadable
+        newer steps are set aside with a warning. Raises CheckpointError (one line) for a
+        checkpoint of another model, or when steps exist and none can be read.
+        """
+        abstract_state = jax.tree.map(
+            lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state, shardings)
+        self._remove_partial_folders()
+        failures: dict[int, str] = {}  # step -> why it cannot be read, newest first
+        restored = None
+        for step in reversed(step_folders(self.directory)):
+            item = os.path.join(self.directory, str(step), ITEM_DIR)
+            try:
+                metadata = _read_metadata(item)
+            except Exception as error:  # orbax raises many types for damaged metadata
+                failures[step] = _one_line(error)
+                continue
+            difference = model_difference(metadata, abstract_state)
+            if difference:
+                raise CheckpointError(
+                    f"{item} is a checkpoint of another model ({difference}); use another --workdir, "
+                    "or the config that wrote it")
+            try:
+                restored = _restore(item, abstract_state)
+                break
+            except Exception as error:  # a truncated or deleted array file
+                failures[step] = _one_line(error)
+        if failures and restored is None:  # nothing is moved: the folder stays as the user left it
+            steps = ", ".join(map(str, failures))
+            raise CheckpointError(
+                f"no checkpoint in {self.directory} can be read (steps {steps}; newest: "
+                f"{next(iter(failures.values()))}); refusing to start a new run over them: move the "
+                "folder away to start from scratch")
+        for step, reason in failures.items():
+            self._set_aside(step, reason)
+        self._sync("restore")
+        self._open_manager()
+        return restored
+
+    # ------------------------------------------------------------------ saving
 
     def latest_step(self) -> Optional[int]:
-        return self._manager.latest_step()
+        steps = step_folders(self.directory)
+        return steps[-1] if steps else None
 
-    def all_steps(self) -> list[int]:
-        return list(self._manager.all_steps())
+    def _fail(self, step: Optional[int], error: BaseException) -> CheckpointError:
+        latest = self.latest_step()
+        kept = f"the newest complete checkpoint is step {latest}" if latest is not None else "no checkpoint was completed"
+        return CheckpointError(
+            f"saving checkpoint step {step} to {self.directory} failed ({_one_line(error)}); {kept}: "
+            "fix the folder (free space, permissions) and run the same command to resume")
+
+    def _prune(self) -> None:
+        """Keeps the newest `keep` finished steps. A step leaves the step namespace by an atomic
+        rename before its files go, so a killed delete never leaves a step that looks whole."""
+        if not self._is_primary:
+            return
+        for step in step_folders(self.directory)[:-self.keep]:
+            folder = os.path.join(self.directory, str(step))
+            doomed = folder + ".deleting"
+            os.rename(folder, doomed)
+            shutil.rmtree(doomed, ignore_errors=True)
 
     def save(self, step: int, state: Any, *, force: bool = False) -> bool:
         """Saves when `step` is a multiple of every_steps (always with force). Asynchronous:
-        the arrays are copied off the devices before this returns, the files written later."""
-        return self._manager.save(step, args=ocp.args.StandardSave(state), force=force)
-
-    def restore(self, step: int, abstract_state: Any) -> Any:
-        """Restores `step` into the structure, dtypes and shardings of `abstract_state`
-        (a pytree of jax.ShapeDtypeStruct with `sharding` set)."""
-        return self._manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
-
-    def restore_latest(self, state: Any, shardings: Any) -> Optional[Any]:
-        """The latest checkpoint shaped like `state` and placed on `shardings`, or None."""
-        step = self.latest_step()
-        if step is None:
-            return None
-        abstract = jax.tree.map(
-            lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state, shardings)
-        return self.restore(step, abstract)
+        the arrays are copied off the devices before this returns, the files written later.
+        Raises CheckpointError (one line) when this or the previous save failed."""
+        if not force and step % self.every_steps:
+            return False
+        if step == self._last_saved:
+            return False
+        if self._manager is None:  # saving into a folder nobody resumed from
+            self._open_manager()
+        self.wait()  # the previous save must be on disk before older steps are pruned
+        try:
+            self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
+        except Exception as error:  # disk full, read-only folder, ... (orbax wraps many types)
+            raise self._fail(step, error) from None
+        self._last_saved = step
+        return True
 
     def wait(self) -> None:
-        """Blocks until every pending save is on disk."""
-        self._manager.wait_until_finished()
+        """Blocks until every pending save is on disk (raises CheckpointError if one failed)."""
+        if self._manager is None:
+            return
+        try:
+            self._manager.wait_until_finished()
+        except Exception as error:  # the asynchronous write of the last save failed
+            raise self._fail(self._last_saved, error) from None
+        self._prune()
 
     def close(self) -> None:
-        self._manager.close()
+        """Releases orbax's threads. A failed pending save is reported by `wait`, not here (close
+        also runs while another error is on its way up)."""
+        if self._manager is not None:
+            try:
+                self._manager.close()
+            except Exception:  # noqa: BLE001  (already reported, or about to be)
+                pass
+            self._manager = None

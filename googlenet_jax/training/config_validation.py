@@ -71,6 +71,9 @@ SCHEMA: Mapping[str, tuple[type, ...]] = {
     "eval_every_steps": (int,),
     "checkpoint_every_steps": (int,),
     "keep_checkpoints": (int,),
+    "nan_policy": (str,),
+    "nan_max_consecutive_skips": (int,),
+    "inject_nan_at_step": (int,),
 }
 
 _CHOICES: Mapping[str, tuple[Any, ...]] = {
@@ -79,11 +82,12 @@ _CHOICES: Mapping[str, tuple[Any, ...]] = {
     "model.dtype": ("float32", "bfloat16"),
     "optimizer.schedule": ("cosine", "step", "constant"),
     "parallel": ("pmap", "mesh"),
+    "nan_policy": ("stop", "skip"),
 }
 
 _POSITIVE = ("num_classes", "image_size", "eval_crop_fraction", "batch_size", "eval_batch_size", "num_epochs",
              "shuffle_buffer", "optimizer.lr_reference_batch_size", "optimizer.decay_epochs",
-             "log_every_steps", "checkpoint_every_steps", "keep_checkpoints")
+             "log_every_steps", "checkpoint_every_steps", "keep_checkpoints", "nan_max_consecutive_skips")
 _UNIT_INTERVAL = ("eval_crop_fraction", "augment.min_area", "augment.max_area",
                   "model.aux_dropout_rate",
                   "label_smoothing", "optimizer.momentum", "ema_decay",

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 import sys
 from typing import Mapping, Optional, TextIO
 
@@ -51,8 +52,11 @@ def format_duration(seconds: float) -> str:
 
 def progress_line(*, step: int, total_steps: int, steps_per_epoch: int,
                   metrics: Mapping[str, float], images_per_sec: float,
-                  eta_seconds: float) -> str:
-    """'step 120/900 (epoch 2.4) | loss 0.5230 | top1 0.812 | lr 0.0500 | 512 img/s | ETA 1m23s'."""
+                  eta_seconds: float, skipped: int = 0) -> str:
+    """'step 120/900 (epoch 2.4) | loss 0.5230 | top1 0.812 | lr 0.0500 | 512 img/s | ETA 1m23s'.
+
+    `skipped` non-finite steps (nan_policy "skip") are shown when there are any.
+    """
     parts = [f"step {step}/{total_steps} (epoch {step / steps_per_epoch:.1f})"]
     for key, label, fmt in (("loss", "loss", ".4f"), ("top1", "top1", ".3f"),
                             ("learning_rate", "lr", ".4g")):
@@ -60,8 +64,25 @@ def progress_line(*, step: int, total_steps: int, steps_per_epoch: int,
             parts.append(f"{label} {metrics[key]:{fmt}}")
     if images_per_sec > 0:
         parts.append(f"{images_per_sec:.0f} img/s")
+    if skipped:
+        parts.append(f"{skipped} non-finite step(s) skipped")
     parts.append(f"ETA {format_duration(eta_seconds)}")
     return " | ".join(parts)
+
+
+def memory_usage() -> dict[str, float]:
+    """{"host_rss_mb"[, "device_memory_mb"]}: this process's resident memory, and the first
+    local device's memory in use where the backend reports it (GPU, TPU)."""
+    usage = {}
+    try:
+        with open("/proc/self/statm") as f:  # Linux: pages
+            usage["host_rss_mb"] = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        pass
+    stats = jax.local_devices()[0].memory_stats()
+    if stats and "bytes_in_use" in stats:
+        usage["device_memory_mb"] = stats["bytes_in_use"] / 2**20
+    return usage
 
 
 def log(line: str, *, stream: TextIO = sys.stdout) -> None:

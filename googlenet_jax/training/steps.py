@@ -55,7 +55,9 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, model: nn.Modu
       axis_name: the pmap axis to average over, or None.
     Returns:
       (new state, metrics): float32 scalars "loss", "loss_main", "loss_aux1", "loss_aux2",
-      "top1" (train batch accuracy), "grad_norm", "learning_rate".
+      "top1" (train batch accuracy), "grad_norm", "learning_rate", and "finite" (1.0, or 0.0
+      when the loss or a gradient is NaN or infinite: then the state keeps its values and
+      only `step`, the data position, advances).
     """
     has_bn = bool(state.batch_stats)
     rngs = {"dropout": dropout_key(state, axis_name)}
@@ -95,6 +97,13 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, model: nn.Modu
 
     metrics["grad_norm"] = optax.tree.norm(grads)
     metrics["learning_rate"] = jnp.asarray(learning_rate_fn(state.step), jnp.float32)
+    # A non-finite gradient norm covers every gradient entry (and a non-finite loss makes one).
+    finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics["grad_norm"])
+    metrics["finite"] = finite.astype(jnp.float32)
+    updated = (new_params, new_batch_stats, new_opt_state, new_ema)
+    kept = (state.params, state.batch_stats, state.opt_state, state.ema_params)
+    new_params, new_batch_stats, new_opt_state, new_ema = jax.tree.map(
+        lambda new, old: jnp.where(finite, new, old), updated, kept)
     new_state = state.replace(step=state.step + 1, params=new_params,
                               batch_stats=new_batch_stats, opt_state=new_opt_state,
                               ema_params=new_ema)

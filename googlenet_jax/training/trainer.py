@@ -18,19 +18,18 @@ from googlenet_jax.training import checkpointing
 from googlenet_jax.training import config_validation
 from googlenet_jax.training import init_weights
 from googlenet_jax.training import metrics as metrics_lib
+from googlenet_jax.training import nonfinite
 from googlenet_jax.training import optim
 from googlenet_jax.training import parallel
+from googlenet_jax.training import preemption
 from googlenet_jax.training import steps
 from googlenet_jax.training import train_state as train_state_lib
 from googlenet_jax.training.config_validation import ConfigError
+from googlenet_jax.training.nonfinite import NonFiniteLossError  # noqa: F401  (raised from here)
 from googlenet_jax.model import GoogLeNet
 
 FINAL_METRICS_FILE = "final_metrics.json"
 CHECKPOINT_DIR = checkpointing.CHECKPOINT_DIR
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The training loss (or gradient norm) became NaN or infinite; the message is one line."""
 
 
 def _keep_tensorflow_off_accelerators() -> None:
@@ -55,15 +54,19 @@ def _augment_config(config: ml_collections.ConfigDict):
 
 
 def evaluate(eval_step: Callable, state: Any, batches: Iterator[dict[str, np.ndarray]],
-             par: parallel.Parallel, progress: Callable[[int], None] | None = None) -> dict[str, float]:
+             par: parallel.Parallel, progress: Callable[[int], None] | None = None,
+             stop: Callable[[], bool] | None = None) -> dict[str, float] | None:
     """Loss, top-1 and top-5 over a whole split (padded rows masked out).
 
     `state` is what `eval_step` takes first (a TrainState, or variables for
     steps.eval_variables_step). `progress(batches_done)`, if given, is called after each
-    batch has run. Returns {"eval_loss", "eval_top1", "eval_top5", "eval_count"}.
+    batch has run. Returns {"eval_loss", "eval_top1", "eval_top5", "eval_count"}, or None
+    when `stop()` turned True (a preemption) before the split was done.
     """
     sums = None
     for done, batch in enumerate(parallel.prefetch_to_device(batches, par.put_batch), start=1):
+        if stop is not None and stop():
+            return None
         out = eval_step(state, batch)
         sums = out if sums is None else jax.tree.map(jnp.add, sums, out)
         if progress is not None:
@@ -77,25 +80,96 @@ def evaluate(eval_step: Callable, state: Any, batches: Iterator[dict[str, np.nda
             "eval_top5": host["top5"] / count, "eval_count": host["count"]}
 
 
-def check_finite(step: int, host_metrics: dict[str, float]) -> None:
-    """Raises NonFiniteLossError if the loss or gradient norm is NaN or infinite."""
-    for key in ("loss", "grad_norm"):
-        value = host_metrics.get(key)
-        if value is not None and not math.isfinite(value):
-            raise NonFiniteLossError(
-                f"training {key} is {value} at step {step}; stopping (try a lower "
-                f"optimizer.learning_rate or model.dtype='float32')")
+# What a workdir's run is: resuming with other values would mix two runs in one folder.
+RUN_IDENTITY = ("dataset", "train_split", "num_classes", "image_size", "normalization", "model.variant")
+
+
+def _field(config: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        config = config[part] if isinstance(config, dict) else getattr(config, part)
+    return config
+
+
+def check_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
+    """A workdir with checkpoints of another run (other data or model) is a one-line ConfigError."""
+    saved_file = os.path.join(workdir, weights_lib.CONFIG_FILE)
+    if not (checkpointing.step_folders(os.path.join(workdir, CHECKPOINT_DIR)) and os.path.exists(saved_file)):
+        return
+    try:
+        with open(saved_file) as f:
+            saved = json.load(f)
+        differences = [f"{name}={_field(saved, name)!r} there, {_field(config, name)!r} here"
+                       for name in RUN_IDENTITY if _field(saved, name) != _field(config, name)]
+    except (OSError, ValueError, KeyError, AttributeError) as e:
+        raise ConfigError(f"{saved_file} cannot be read ({type(e).__name__}: {e}); is {workdir} a "
+                          "train.py workdir?") from None
+    if differences:
+        raise ConfigError(f"{workdir} holds checkpoints of another run ({'; '.join(differences)}): use "
+                          "another --workdir, or that run's config to resume it")
+
+
+def write_workdir_files(config: ml_collections.ConfigDict, workdir: str, class_names) -> None:
+    """config.json and model_info.json (what predict / evaluate / export need)."""
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        with open(os.path.join(workdir, weights_lib.CONFIG_FILE), "w") as f:
+            f.write(config.to_json(indent=2))
+        weights_lib.write_model_info(workdir, weights_lib.info_from_config(config, class_names))
+    except OSError as e:
+        raise ConfigError(f"cannot write to the workdir {workdir}: {e.strerror or e}") from None
+
+
+class Throughput:
+    """Images per second of training alone: the first step (compilation) and evaluations excluded."""
+
+    def __init__(self, batch_size: int):
+        self.batch_size = batch_size
+        self.start = None  # after the first step
+        self.steps = 0
+        self._interval_start, self._interval_steps = time.time(), 0
+
+    def step_done(self, metrics: Any, wall_start: float) -> None:
+        if self.start is None:
+            jax.block_until_ready(metrics)
+            self.start = self._interval_start = time.time()
+            metrics_lib.log(f"first step (compilation included) took {self.start - wall_start:.1f}s since start")
+        else:
+            self.steps += 1
+            self._interval_steps += 1
+
+    def interval_rate(self) -> float:
+        """Images per second since the last call."""
+        now = time.time()
+        rate = self._interval_steps * self.batch_size / max(now - self._interval_start, 1e-9)
+        self._interval_start, self._interval_steps = now, 0
+        return rate
+
+    def pause(self, seconds: float) -> None:
+        """Leaves `seconds` (an evaluation) out of the rates."""
+        self._interval_start += seconds
+        if self.start is not None:
+            self.start += seconds
+
+    def overall_rate(self) -> float:
+        elapsed = time.time() - self.start if self.start is not None else 0.0
+        return self.steps * self.batch_size / elapsed if self.steps else 0.0
+
+
+def _poisoned(batch: dict[str, Any]) -> dict[str, Any]:
+    """The batch with NaN images (config.inject_nan_at_step, for testing the NaN handling)."""
+    return dict(batch, image=batch["image"] * jnp.nan)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-    """Trains (resuming from `workdir`'s latest checkpoint), evaluates, writes the results.
+    """Trains (resuming from `workdir`'s newest readable checkpoint), evaluates, writes the results.
 
     Writes into `workdir`: checkpoints/ (orbax), TensorBoard event files, config.json,
     model_info.json (what the weights loader needs, class names included) and
     final_metrics.json. `config.init_weights` starts a fresh run from existing weights.
-    Raises ConfigError (one line) for bad configs before compiling.
-    Returns the final metrics: step, eval_top1, eval_top5, eval_loss, eval_count,
-    train_images_per_sec, train_loss, wall_time_sec.
+    Raises ConfigError (one line) for bad configs before compiling, CheckpointError and
+    NonFiniteLossError (one line) when the run cannot go on, and Preempted after saving a
+    checkpoint on SIGTERM / SIGINT. Returns the final metrics: step, eval_top1, eval_top5,
+    eval_loss, eval_count, train_images_per_sec, train_loss, skipped_steps, wall_time_sec.
     """
     wall_start = time.time()
     config_validation.validate_config(config)
@@ -132,20 +206,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         raise ConfigError(f"model: {e}") from e
 
     checkpoint_dir = os.path.join(workdir, CHECKPOINT_DIR)
-    resuming = os.path.isdir(checkpoint_dir) and any(n.isdigit() for n in os.listdir(checkpoint_dir))
+    check_workdir(config, workdir)
+    resuming = bool(checkpointing.step_folders(checkpoint_dir))
     # Read before anything is written, so a bad path fails in one line and leaves no workdir.
     initial = (init_weights.load(config.init_weights, variant=config.model.variant)
                if config.init_weights and not resuming else None)
-
-    is_writer = jax.process_index() == 0
-    if is_writer:
-        os.makedirs(workdir, exist_ok=True)
-        with open(os.path.join(workdir, weights_lib.CONFIG_FILE), "w") as f:
-            f.write(config.to_json(indent=2))
-        # What predict / evaluate / export need to use the model, class names included.
-        weights_lib.write_model_info(workdir, weights_lib.info_from_config(config, info.class_names))
+    if jax.process_index() == 0:
+        write_workdir_files(config, workdir, info.class_names)
     checkpointer = checkpointing.Checkpointer(
-        checkpoint_dir, every_steps=config.checkpoint_every_steps, keep=config.keep_checkpoints)
+        checkpoint_dir, every_steps=config.checkpoint_every_steps, keep=config.keep_checkpoints,
+        log=metrics_lib.log)
     state = checkpointer.restore_latest(abstract_state, par.state_sharding(abstract_state))
     if state is None:
         state = create_state()
@@ -179,6 +249,42 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         normalization=config.normalization, seed=config.seed, augment=_augment_config(config),
         start_step=start_step, num_devices=par.num_devices, shuffle_buffer=config.shuffle_buffer,
         cache=config.cache), par.put_batch)
+    guard = nonfinite.NonFiniteGuard(config.nan_policy, config.nan_max_consecutive_skips,
+                                     par.metrics_to_host)
+    throughput = Throughput(config.batch_size)
+    host_metrics: dict[str, float] = {}
+
+    def log_progress(done: int, step_metrics: Any) -> None:
+        guard.check()
+        host_metrics.update(par.metrics_to_host(step_metrics))
+        host_metrics.pop("finite", None)
+        rate = throughput.interval_rate()
+        eta = (num_train_steps - done) * config.batch_size / rate if rate > 0 else math.inf
+        writer.write_scalars(done, {**host_metrics, "images_per_sec": rate, "skipped_steps": guard.skipped,
+                                    **metrics_lib.memory_usage()})
+        metrics_lib.log(metrics_lib.progress_line(
+            step=done, total_steps=num_train_steps, steps_per_epoch=steps_per_epoch,
+            metrics=host_metrics, images_per_sec=rate, eta_seconds=eta, skipped=guard.skipped))
+
+    def save(done: int, *, force: bool) -> None:
+        guard.check()  # the newest checkpoint is always a state with no non-finite step in it
+        checkpointer.save(done, par.get_state(state), force=force)
+
+    def run_eval(done: int, stop: Callable[[], bool]) -> dict[str, float] | None:
+        eval_start = time.time()
+        eval_metrics = evaluate(eval_step, state, eval_batches(), par, stop=stop)
+        throughput.pause(time.time() - eval_start)
+        if eval_metrics is not None:
+            writer.write_scalars(done, eval_metrics)
+        return eval_metrics
+
+    def stop_for_preemption(done: int, watcher: preemption.PreemptionWatcher) -> None:
+        save_start = time.time()
+        save(done, force=True)
+        checkpointer.wait()
+        raise preemption.Preempted(
+            f"{watcher.signal_name}: saved step {done} to {checkpoint_dir} in {time.time() - save_start:.1f}s; "
+            "run the same command to resume", watcher.exit_code)
 
     metrics_lib.log(
         f"training {config.model.variant} GoogLeNet on {config.dataset} "
@@ -186,69 +292,54 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         f"{config.image_size}x{config.image_size}, batch {config.batch_size} on "
         f"{par.num_devices} {jax.devices()[0].platform} device(s) ({config.parallel}), "
         f"steps {start_step}->{num_train_steps}")
-    host_metrics: dict[str, float] = {}
-    timed_start = None  # after the first step (compilation excluded from throughput)
-    timed_steps = 0
-    interval_start, interval_steps = time.time(), 0
-    step_metrics = None
-    for step in range(start_step, num_train_steps):
-        state, step_metrics = train_step(state, next(batches))
-        done = step + 1
-        if timed_start is None:
-            jax.block_until_ready(step_metrics)
-            timed_start = interval_start = time.time()
-            metrics_lib.log(f"first step (compilation included) took {timed_start - wall_start:.1f}s "
-                            "since start")
-        else:
-            timed_steps += 1
-            interval_steps += 1
-        is_last = done == num_train_steps
-        if done % config.log_every_steps == 0 or is_last:
-            host_metrics = par.metrics_to_host(step_metrics)
-            check_finite(done, host_metrics)
-            now = time.time()
-            rate = interval_steps * config.batch_size / max(now - interval_start, 1e-9)
-            eta = (num_train_steps - done) * config.batch_size / rate if rate > 0 else math.inf
-            interval_start, interval_steps = now, 0
-            writer.write_scalars(done, {**host_metrics, "images_per_sec": rate})
-            metrics_lib.log(metrics_lib.progress_line(
-                step=done, total_steps=num_train_steps, steps_per_epoch=steps_per_epoch,
-                metrics=host_metrics, images_per_sec=rate, eta_seconds=eta))
-        if done % config.checkpoint_every_steps == 0 or is_last:
-            # Never checkpoint a diverged state.
-            check_finite(done, par.metrics_to_host(step_metrics))
-            checkpointer.save(done, par.get_state(state), force=is_last)
-        if config.eval_every_steps and done % config.eval_every_steps == 0 and not is_last:
-            eval_start = time.time()
-            eval_metrics = evaluate(eval_step, state, eval_batches(), par)
-            writer.write_scalars(done, eval_metrics)
-            metrics_lib.log(f"step {done}: eval top1 {eval_metrics['eval_top1']:.4f} "
-                            f"top5 {eval_metrics['eval_top5']:.4f} loss {eval_metrics['eval_loss']:.4f}")
-            # Keep evaluation time out of the training throughput.
-            eval_seconds = time.time() - eval_start
-            interval_start += eval_seconds
-            timed_start += eval_seconds
-    jax.block_until_ready(state)
-    train_seconds = time.time() - timed_start if timed_start is not None else 0.0
-    images_per_sec = timed_steps * config.batch_size / train_seconds if timed_steps else 0.0
-
-    eval_metrics = evaluate(eval_step, state, eval_batches(), par)
-    final_step = max(start_step, num_train_steps)
-    writer.write_scalars(final_step, eval_metrics)
-    writer.close()
-    checkpointer.wait()
-    checkpointer.close()
+    try:
+        with preemption.PreemptionWatcher(log=metrics_lib.log) as watcher:
+            for done in range(start_step + 1, num_train_steps + 1):
+                batch = next(batches)
+                if done == config.inject_nan_at_step:
+                    batch = _poisoned(batch)
+                state, step_metrics = train_step(state, batch)
+                guard.record(done, step_metrics)
+                throughput.step_done(step_metrics, wall_start)
+                is_last = done == num_train_steps
+                if watcher.should_stop(done):
+                    stop_for_preemption(done, watcher)
+                if done % config.log_every_steps == 0 or is_last:
+                    log_progress(done, step_metrics)
+                if done % config.checkpoint_every_steps == 0 or is_last:
+                    save(done, force=is_last)
+                if config.eval_every_steps and done % config.eval_every_steps == 0 and not is_last:
+                    eval_metrics = run_eval(done, stop=lambda: watcher.should_stop(done))
+                    if eval_metrics is None:
+                        stop_for_preemption(done, watcher)
+                    metrics_lib.log(f"step {done}: eval top1 {eval_metrics['eval_top1']:.4f} "
+                                    f"top5 {eval_metrics['eval_top5']:.4f} "
+                                    f"loss {eval_metrics['eval_loss']:.4f}")
+            guard.check()
+            jax.block_until_ready(state)
+            images_per_sec = throughput.overall_rate()
+            final_step = max(start_step, num_train_steps)
+            eval_metrics = run_eval(final_step, stop=lambda: watcher.signal is not None)
+            checkpointer.wait()
+            if eval_metrics is None:  # every step is saved; only the evaluation is left
+                raise preemption.Preempted(
+                    f"{watcher.signal_name}: training is complete and saved at step {final_step}; "
+                    "run the same command for the final evaluation", watcher.exit_code)
+    finally:
+        writer.close()
+        checkpointer.close()
     result = {
         "step": final_step,
         **eval_metrics,
         "train_images_per_sec": images_per_sec,
         "train_loss": host_metrics.get("loss"),  # None when no step ran (already done)
+        "skipped_steps": guard.skipped,
         "wall_time_sec": time.time() - wall_start,
     }
     metrics_lib.log(f"step {final_step}: held-out top1 {result['eval_top1']:.4f} "
                     f"top5 {result['eval_top5']:.4f} loss {result['eval_loss']:.4f} | "
                     f"{images_per_sec:.0f} train img/s | {result['wall_time_sec']:.0f}s in all")
-    if is_writer:
+    if jax.process_index() == 0:
         with open(os.path.join(workdir, FINAL_METRICS_FILE), "w") as f:
             json.dump(result, f, indent=2)
     return result
