@@ -108,13 +108,14 @@ def check_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
                           "another --workdir, or that run's config to resume it")
 
 
-def write_workdir_files(config: ml_collections.ConfigDict, workdir: str, class_names) -> None:
+def write_workdir_files(config: ml_collections.ConfigDict, workdir: str,
+                        model_info: weights_lib.ModelInfo) -> None:
     """config.json and model_info.json (what predict / evaluate / export need)."""
     try:
         os.makedirs(workdir, exist_ok=True)
         with open(os.path.join(workdir, weights_lib.CONFIG_FILE), "w") as f:
             f.write(config.to_json(indent=2))
-        weights_lib.write_model_info(workdir, weights_lib.info_from_config(config, class_names))
+        weights_lib.write_model_info(workdir, model_info)
     except OSError as e:
         raise ConfigError(f"cannot write to the workdir {workdir}: {e.strerror or e}") from None
 
@@ -211,8 +212,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     # Read before anything is written, so a bad path fails in one line and leaves no workdir.
     initial = (init_weights.load(config.init_weights, variant=config.model.variant)
                if config.init_weights and not resuming else None)
+    # Class names, eval resize and normalisation: for the tools, and for this run's own eval.
+    model_info = weights_lib.info_from_config(config, info.class_names)
     if jax.process_index() == 0:
-        write_workdir_files(config, workdir, info.class_names)
+        write_workdir_files(config, workdir, model_info)
     checkpointer = checkpointing.Checkpointer(
         checkpoint_dir, every_steps=config.checkpoint_every_steps, keep=config.keep_checkpoints,
         log=metrics_lib.log)
@@ -238,8 +241,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         return data.eval_batches(
             dataset=config.dataset, data_dir=config.data_dir, split=config.eval_split,
             global_batch_size=config.eval_batch_size, image_size=config.image_size,
-            normalization=config.normalization,
-            resize_size=round(config.image_size / config.eval_crop_fraction),
+            normalization=config.normalization, resize_size=model_info.resize_size,
             num_devices=par.num_devices, cache=config.cache)
 
     writer = metrics_lib.MetricWriter(workdir)
