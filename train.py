@@ -15,8 +15,16 @@ from ml_collections import config_flags  # noqa: E402
 
 
 
+def _process_prefix() -> str:
+    """'[process 1/2] ' once jax.distributed runs several processes, else ''."""
+    jax = sys.modules.get("jax")
+    if jax is None or not jax.distributed.is_initialized() or jax.process_count() == 1:
+        return ""
+    return f"[process {jax.process_index()}/{jax.process_count()}] "
+
+
 def _fail(message: str) -> None:
-    print(f"train.py: error: {message}", file=sys.stderr, flush=True)
+    print(f"{_process_prefix()}train.py: error: {message}", file=sys.stderr, flush=True)
     # Library threads (orbax's asynchronous writers) may still print while the interpreter
     # shuts down; the error above stays the last line.
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stderr.fileno())
@@ -75,7 +83,7 @@ def main(argv):
     except (ConfigError, CheckpointError, trainer.NonFiniteLossError) as e:
         _fail(str(e))
     except Preempted as e:  # the checkpoint is on disk; a non-zero status: the run is not done
-        print(f"train.py: stopped by {e}", flush=True)
+        print(f"{_process_prefix()}train.py: stopped by {e}", flush=True)
         sys.exit(e.exit_code)
 
 

@@ -86,7 +86,15 @@ def get_config() -> ml_collections.ConfigDict:
     # Devices: "pmap" (single host, BatchNorm statistics averaged over the "batch" axis) or
     # "mesh" (jit over a device mesh with global arrays; the multi-host path).
     config.parallel = "pmap"
-    config.distributed = False  # call jax.distributed.initialize() first (multi-host)
+    # Several processes (multi-host; see googlenet_jax/training/distributed.py): all three
+    # fields, else JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID, else
+    # distributed=True for JAX's cluster detection (TPU, SLURM, Open MPI).
+    config.distributed = False
+    config.coordinator_address = config_dict.placeholder(str)  # "HOST:PORT" of process 0
+    config.num_processes = config_dict.placeholder(int)
+    config.process_id = config_dict.placeholder(int)
+    # A process that dies is noticed by the others within this many seconds.
+    config.heartbeat_timeout_seconds = 30
     config.seed = 0
 
     # Bookkeeping (in steps).

@@ -66,6 +66,10 @@ SCHEMA: Mapping[str, tuple[type, ...]] = {
     "ema_decay": _NUMBER,
     "parallel": (str,),
     "distributed": (bool,),
+    "coordinator_address": _OPTIONAL_STR,
+    "num_processes": (int, type(None)),
+    "process_id": (int, type(None)),
+    "heartbeat_timeout_seconds": (int,),
     "seed": (int,),
     "log_every_steps": (int,),
     "eval_every_steps": (int,),
@@ -87,7 +91,8 @@ _CHOICES: Mapping[str, tuple[Any, ...]] = {
 
 _POSITIVE = ("num_classes", "image_size", "eval_crop_fraction", "batch_size", "eval_batch_size", "num_epochs",
              "shuffle_buffer", "optimizer.lr_reference_batch_size", "optimizer.decay_epochs",
-             "log_every_steps", "checkpoint_every_steps", "keep_checkpoints", "nan_max_consecutive_skips")
+             "log_every_steps", "checkpoint_every_steps", "keep_checkpoints", "nan_max_consecutive_skips",
+             "heartbeat_timeout_seconds")
 _UNIT_INTERVAL = ("eval_crop_fraction", "augment.min_area", "augment.max_area",
                   "model.aux_dropout_rate",
                   "label_smoothing", "optimizer.momentum", "ema_decay",

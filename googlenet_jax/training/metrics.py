@@ -85,7 +85,14 @@ def memory_usage() -> dict[str, float]:
     return usage
 
 
+def process_prefix() -> str:
+    """'[process 1/2] ' in a multi-process run, '' otherwise."""
+    if jax.process_count() == 1:
+        return ""
+    return f"[process {jax.process_index()}/{jax.process_count()}] "
+
+
 def log(line: str, *, stream: TextIO = sys.stdout) -> None:
-    """Prints a progress line on process 0 only."""
+    """Prints a progress line on process 0 only (prefixed with its index when there are several)."""
     if jax.process_index() == 0:
-        print(line, file=stream, flush=True)
+        print(process_prefix() + line, file=stream, flush=True)

@@ -16,6 +16,7 @@ import numpy as np
 from googlenet_jax import weights as weights_lib
 from googlenet_jax.training import checkpointing
 from googlenet_jax.training import config_validation
+from googlenet_jax.training import distributed
 from googlenet_jax.training import init_weights
 from googlenet_jax.training import metrics as metrics_lib
 from googlenet_jax.training import nonfinite
@@ -156,6 +157,24 @@ class Throughput:
         return self.steps * self.batch_size / elapsed if self.steps else 0.0
 
 
+def _dataset_info(config: ml_collections.ConfigDict, data) -> Any:
+    """The dataset's sizes and classes; it is prepared (the demo, ImageNet from its tars) by
+    process 0 alone while the others wait, so that processes sharing a data_dir never race."""
+    def read():
+        try:
+            return data.get_dataset_info(config.dataset, config.data_dir,
+                                         train_split=config.train_split, eval_split=config.eval_split)
+        except (ValueError, OSError) as e:  # unknown dataset, missing folder, split or tar
+            raise ConfigError(f"dataset {config.dataset!r}: {e}") from e
+
+    if jax.process_count() == 1:
+        return read()
+    from jax.experimental import multihost_utils
+    info = read() if jax.process_index() == 0 else None
+    multihost_utils.sync_global_devices("dataset prepared")
+    return info if info is not None else read()
+
+
 def _poisoned(batch: dict[str, Any]) -> dict[str, Any]:
     """The batch with NaN images (config.inject_nan_at_step, for testing the NaN handling)."""
     return dict(batch, image=batch["image"] * jnp.nan)
@@ -174,8 +193,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     """
     wall_start = time.time()
     config_validation.validate_config(config)
-    if config.distributed:
-        jax.distributed.initialize()
+    distributed.initialize(config)
     if config.parallel == "pmap" and jax.process_count() > 1:
         raise ConfigError("config.parallel='pmap' runs one process; use 'mesh' for "
                           f"{jax.process_count()} processes")
@@ -185,11 +203,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     # Imported only now: TensorFlow's start-up logs would bury a config error above.
     from googlenet_jax import data
     _keep_tensorflow_off_accelerators()
-    try:
-        info = data.get_dataset_info(config.dataset, config.data_dir,
-                                     train_split=config.train_split, eval_split=config.eval_split)
-    except (ValueError, OSError) as e:  # unknown dataset, missing folder or split
-        raise ConfigError(f"dataset {config.dataset!r}: {e}") from e
+    info = _dataset_info(config, data)
     config_validation.validate_num_classes(config, info.num_classes)
 
     steps_per_epoch = info.num_train_examples / config.batch_size

@@ -1,0 +1,66 @@
+"""Multi-process set-up: which processes form the run, from the config, the environment or JAX.
+
+In order of precedence:
+1. `--config.coordinator_address=HOST:PORT --config.num_processes=N --config.process_id=I`;
+2. `JAX_COORDINATOR_ADDRESS`, `JAX_NUM_PROCESSES`, `JAX_PROCESS_ID` in the environment;
+3. `config.distributed=True` alone: JAX's own cluster detection (Cloud TPU, SLURM, Open MPI).
+With none of these the run is one process. Several processes need `config.parallel="mesh"`.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Optional
+
+import jax
+
+from googlenet_jax.training.config_validation import ConfigError
+
+FIELDS = ("coordinator_address", "num_processes", "process_id")
+ENVIRONMENT = {"coordinator_address": "JAX_COORDINATOR_ADDRESS", "num_processes": "JAX_NUM_PROCESSES",
+               "process_id": "JAX_PROCESS_ID"}
+
+
+def _complete(values: dict[str, Any], where: str) -> dict[str, Any]:
+    missing = [name for name in FIELDS if values.get(name) in (None, "")]
+    if missing:
+        raise ConfigError(f"{where} set {', '.join(n for n in FIELDS if n not in missing)} but not "
+                          f"{', '.join(missing)}: give all three")
+    address = str(values["coordinator_address"])
+    if ":" not in address:
+        raise ConfigError(f"{where}: coordinator address {address!r} must be HOST:PORT")
+    try:
+        count, index = int(values["num_processes"]), int(values["process_id"])
+    except ValueError:
+        raise ConfigError(f"{where}: num_processes and process_id must be integers, got "
+                          f"{values['num_processes']!r} and {values['process_id']!r}") from None
+    if count < 1 or not 0 <= index < count:
+        raise ConfigError(f"{where}: process_id {index} is not in [0, num_processes={count})")
+    return {"coordinator_address": address, "num_processes": count, "process_id": index}
+
+
+def process_setup(config: Any, environ: Optional[dict[str, str]] = None) -> Optional[dict[str, Any]]:
+    """Keyword arguments for `jax.distributed.initialize`, {} for JAX's cluster detection, or
+    None for a single-process run. Raises ConfigError (one line) for a half-given set-up."""
+    environ = os.environ if environ is None else environ
+    given = {name: config[name] for name in FIELDS if config[name] is not None}
+    if given:
+        return _complete(given, "--config")
+    from_env = {name: environ[var] for name, var in ENVIRONMENT.items() if environ.get(var)}
+    # JAX reads JAX_COORDINATOR_ADDRESS by itself during cluster detection; the set counts as
+    # ours only when the process count or index is there too.
+    if set(from_env) - {"coordinator_address"}:
+        return _complete(from_env, "the environment (JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, "
+                                   "JAX_PROCESS_ID)")
+    return {} if config.distributed else None
+
+
+def initialize(config: Any) -> None:
+    """Starts `jax.distributed` when the config or environment asks for several processes.
+
+    `config.heartbeat_timeout_seconds` bounds how long the others wait for a process that
+    died before they stop with an error (instead of hanging in a collective).
+    """
+    setup = process_setup(config)
+    if setup is None or jax.distributed.is_initialized():
+        return
+    jax.distributed.initialize(**setup, heartbeat_timeout_seconds=config.heartbeat_timeout_seconds)
