@@ -1,10 +1,12 @@
 """ImageNet on a TPU pod slice (or several GPU hosts): jit over a global device mesh.
 
-Run the same command on every host (jax.distributed initializes from the TPU environment):
+Run the same command on every host (jax.distributed initializes from the TPU environment;
+README "Several hosts" has the gcloud, SLURM and ssh commands):
 
     python train.py --config configs/tpu_pod.py --config.data_dir=gs://BUCKET/tfds \
-        --workdir gs://BUCKET/googlenet/tpu_pod
+        --workdir /mnt/shared/googlenet/tpu_pod
 
+The workdir must be a folder every host sees (NFS, or a bucket mounted with gcsfuse).
 Each host reads its own slice of every batch; the host batches form global jax.Arrays
 sharded over the "batch" mesh axis, so BatchNorm statistics are computed over the global
 batch. bfloat16 compute, float32 parameters. Same recipe as configs/imagenet_torchvision.py

@@ -135,7 +135,7 @@ def test_paper_aux_heads_at_a_size_caffe_cannot_take_is_a_value_error():
 
 def test_torchvision_initialisation():
     """Convs and linears ~ N(0, 0.01), BN scale 1 and bias 0, linear biases U(+-1/sqrt(fan_in))."""
-    params = GoogLeNet().init(jax.random.key(0), jnp.zeros((1, 224, 224, 3)), train=False)["params"]
+    params = _init(GoogLeNet())["params"]  # parameter shapes do not depend on the input size
     kernel = np.asarray(params["inception4c"]["branch3x3"]["conv"]["kernel"])
     assert abs(kernel.std() - 0.01) < 3e-4 and abs(kernel.mean()) < 3e-4
     assert np.all(params["conv1"]["bn"]["scale"] == 1) and np.all(params["conv1"]["bn"]["bias"] == 0)

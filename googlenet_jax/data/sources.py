@@ -9,7 +9,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from typing import Callable
+import tarfile
+from collections.abc import Callable
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -178,15 +179,25 @@ def _prepared_builder(dataset: str, data_dir: str | None) -> tfds.core.DatasetBu
     if builder.MANUAL_DOWNLOAD_INSTRUCTIONS:
         manual_dir = _manual_dir(data_dir)
         needed = IMAGENET_MANUAL_FILES if builder.name == "imagenet2012" else ()
-        missing = [f for f in needed if not os.path.exists(os.path.join(manual_dir, f))]
-        if missing or not os.path.isdir(manual_dir):
+        # tf.io.gfile: the tars may sit in a bucket (gs://...), where tfds reads them too.
+        missing = [f for f in needed if not tf.io.gfile.exists(os.path.join(manual_dir, f))]
+        if missing or not tf.io.gfile.isdir(manual_dir):
             files = " and ".join(needed) if needed else "the files its tfds page lists"
+            what = f"missing {' and '.join(missing)}" if missing else f"no folder {manual_dir}"
             raise ValueError(
-                f"{builder.name} is not prepared and tfds cannot download it: put {files} in "
-                f"{manual_dir}/ (see docs/data.md)")
-        # Extracts the user's own archives; nothing is fetched from the network.
-        builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+                f"{builder.name} is not prepared and tfds cannot download it ({what}): put {files} "
+                f"in {manual_dir}/ (see docs/data.md)")
+        # Reads the user's own archives; nothing is fetched from the network. tfds writes into
+        # a temporary folder and renames it at the end, so a failed or killed run leaves nothing
+        # that looks prepared.
+        try:
+            builder.download_and_prepare(
+                download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+        except (tarfile.TarError, tf.errors.OpError, EOFError) as e:  # an empty, cut or damaged tar
+            detail = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            raise ValueError(
+                f"cannot prepare {builder.name} from the tars in {manual_dir}/ ({type(e).__name__}: "
+                f"{detail}); is one of them damaged or still downloading?") from e
         return builder
     raise ValueError(
         f"{dataset} is not prepared in {builder.data_dir}; this code never downloads: run "
@@ -194,9 +205,12 @@ def _prepared_builder(dataset: str, data_dir: str | None) -> tfds.core.DatasetBu
 
 
 def _resolve_split(builder: tfds.core.DatasetBuilder, split: str) -> str:
-    """'test' means 'validation' for datasets without a test split (imagenet2012)."""
+    """'test' means 'validation' for datasets without a test split, and for imagenet2012: tfds
+    makes a test split from ILSVRC2012_img_test.tar when that is in the manual folder, but
+    without labels (all -1), so evaluating on it would silently score 0."""
     known = builder.info.splits
-    if split == "test" and known and "test" not in known and "validation" in known:
+    if split == "test" and known and "validation" in known and (
+            "test" not in known or builder.name == "imagenet2012"):
         return "validation"
     return split
 

@@ -63,4 +63,10 @@ def initialize(config: Any) -> None:
     setup = process_setup(config)
     if setup is None or jax.distributed.is_initialized():
         return
-    jax.distributed.initialize(**setup, heartbeat_timeout_seconds=config.heartbeat_timeout_seconds)
+    try:
+        jax.distributed.initialize(**setup, heartbeat_timeout_seconds=config.heartbeat_timeout_seconds)
+    except Exception as e:  # noqa: BLE001  (timeouts, refused connections, bad cluster environments)
+        where = (f"process {setup['process_id']} of {setup['num_processes']} at {setup['coordinator_address']}"
+                 if setup else "the cluster JAX detected")
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"cannot join the multi-process run as {where}: {first}") from e

@@ -95,4 +95,11 @@ def process_prefix() -> str:
 def log(line: str, *, stream: TextIO = sys.stdout) -> None:
     """Prints a progress line on process 0 only (prefixed with its index when there are several)."""
     if jax.process_index() == 0:
-        print(process_prefix() + line, file=stream, flush=True)
+        log_every_process(line, stream=stream)
+
+
+def log_every_process(line: str, *, stream: TextIO = sys.stdout) -> None:
+    """Prints a line on every process, prefixed with its index when there are several."""
+    # One write of the whole line: processes sharing a terminal or pipe never split each other's.
+    stream.write(f"{process_prefix()}{line}\n")
+    stream.flush()

@@ -198,6 +198,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         raise ConfigError("config.parallel='pmap' runs one process; use 'mesh' for "
                           f"{jax.process_count()} processes")
     par = parallel.create_parallel(config.parallel)
+    if jax.process_count() > 1:  # every process says it joined: what a hung pod start needs first
+        metrics_lib.log_every_process(
+            f"joined the run with {jax.local_device_count()} local {jax.devices()[0].platform} "
+            f"device(s), {par.num_devices} in all")
     config_validation.validate_devices(config, device_count=par.num_devices,
                                        process_count=jax.process_count())
     # Imported only now: TensorFlow's start-up logs would bury a config error above.

@@ -1,0 +1,295 @@
+"""Real multi-process training on one machine: train.py as 2 JAX processes x 2 CPU devices.
+
+The processes are started by `python -m googlenet_jax.launch` (a free coordinator port, gloo
+collectives between the processes) with a hard deadline; each test kills its whole process
+group at the end. The reference is the same training computed in this process on a
+single-process mesh of 4 devices, fed global batches built here: batch n is process 0's
+local batch n followed by process 1's (`data.train_batches(process_index=i, process_count=2)`),
+which is how `make_array_from_process_local_data` lays the two processes' rows out on a mesh
+whose devices are ordered by process.
+
+The runs train with learning rate 0. At 32x32 and batch 8 the freshly initialised network is
+so sharp (gradient norm about 400) that float32 rounding differences of 1e-5 in one step's
+gradients grow to percents of the weights within three SGD steps; 1 device and 4 devices in
+one process differ that much too. With learning rate 0 every step's gradients and BatchNorm
+statistics depend only on that step's global batch: the running BatchNorm statistics hold
+every step's global batch statistics, the momentum buffer the sum of every step's
+all-reduced gradients. Even so a few gradients are sensitive to rounding (ReLU zeros tied in
+a max-pool window): measured between 1 and 4 devices in one process, the momentum differs by
+at most 2e-3 of a leaf's norm and 1e-3 over all leaves; a wrong batch or dropout mask
+differs by tens of percent.
+"""
+import functools
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from configs import demo
+from conftest import REPO
+from googlenet_jax import data
+from googlenet_jax import weights as weights_lib
+from googlenet_jax.launch import free_port, process_environment
+from googlenet_jax.training import optim, parallel, steps, trainer
+from googlenet_jax.training.checkpointing import restore_as_numpy
+from googlenet_jax.training.train_state import create_train_state
+
+STEPS = 3
+# Field -> value, given to train.py as --config.FIELD=VALUE and applied to the reference config.
+OVERRIDES = {
+    "dataset": "image_folder", "num_classes": 3, "image_size": 32, "batch_size": 8,
+    "eval_batch_size": 8, "num_train_steps": STEPS, "checkpoint_every_steps": 2,
+    "log_every_steps": 1, "parallel": "mesh", "ema_decay": 0.5, "optimizer.warmup_epochs": 0.0,
+    "optimizer.learning_rate": 0.0,
+}
+DEADLINE_SECONDS = 480
+
+
+def _args(overrides, data_dir, workdir):
+    return ([f"--config.{name}={value}" for name, value in overrides.items()]
+            + [f"--config.data_dir={data_dir}", "--workdir", str(workdir)])
+
+
+def _run(command, *, env=None, timeout=DEADLINE_SECONDS):
+    """Runs a command in its own process group with a hard deadline; the group dies at the end."""
+    proc = subprocess.Popen(command, cwd=REPO, env=env or dict(os.environ), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return subprocess.CompletedProcess(command, proc.returncode, stdout, stderr)
+
+
+@pytest.fixture(scope="module")
+def two_process_run(tmp_path_factory, photo_folder):
+    """(workdir, CompletedProcess) of train.py run as 2 processes x 2 devices for STEPS steps."""
+    workdir = tmp_path_factory.mktemp("two_processes") / "workdir"
+    proc = _run([sys.executable, "-m", "googlenet_jax.launch", "--num_processes", "2",
+                 "--devices_per_process", "2", "--", sys.executable, "train.py",
+                 *_args(OVERRIDES, photo_folder, workdir)])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return workdir, proc
+
+
+def _reference_config(data_dir):
+    config = demo.get_config()
+    for name, value in {**OVERRIDES, "data_dir": str(data_dir)}.items():
+        *parents, leaf = name.split(".")
+        functools.reduce(getattr, parents, config)[leaf] = value
+    return config
+
+
+def _global_batches(config, num_devices):
+    """Process 0's local batch n, then process 1's: the global batch n of the 2-process run."""
+    streams = [data.train_batches(
+        dataset=config.dataset, data_dir=config.data_dir, split=config.train_split,
+        global_batch_size=config.batch_size, image_size=config.image_size,
+        normalization=config.normalization, seed=config.seed,
+        augment=data.AugmentConfig(**config.augment.to_dict()), num_devices=num_devices,
+        process_index=i, process_count=2, shuffle_buffer=config.shuffle_buffer, cache=config.cache)
+        for i in range(2)]
+    while True:
+        parts = [next(s) for s in streams]
+        yield {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+
+
+@pytest.fixture(scope="module")
+def reference(photo_folder):
+    """The state and eval metrics of one process on a 4-device mesh fed the same global batches."""
+    config = _reference_config(photo_folder)
+    info = data.get_dataset_info(config.dataset, config.data_dir)
+    steps_per_epoch = info.num_train_examples / config.batch_size
+    learning_rate_fn = optim.create_learning_rate_fn(config, steps_per_epoch, STEPS)
+    tx = optim.create_optimizer(config, learning_rate_fn)
+    model = trainer.create_model(config, num_classes=info.num_classes, bn_axis_name=None)
+    par = parallel.MeshParallel(jax.devices()[:4])
+    state = par.put_state(create_train_state(model, tx, seed=config.seed, image_size=config.image_size,
+                                             use_ema=True))
+    train_step = par.compile_train_step(functools.partial(
+        steps.train_step, model=model, tx=tx, learning_rate_fn=learning_rate_fn,
+        aux_weight=config.aux_weight, label_smoothing=config.label_smoothing, ema_decay=config.ema_decay))
+    batches = _global_batches(config, par.num_devices)
+    for _ in range(STEPS):
+        state, _ = train_step(state, par.put_batch(next(batches)))
+    # Every test example once, read by one process: what the 2 processes' halves must add up to.
+    resize = weights_lib.info_from_config(config, info.class_names).resize_size
+    eval_metrics = trainer.evaluate(
+        par.compile_eval_step(functools.partial(steps.eval_step, model=model)), state,
+        data.eval_batches(dataset=config.dataset, data_dir=config.data_dir, split=config.eval_split,
+                          global_batch_size=config.eval_batch_size, image_size=config.image_size,
+                          normalization=config.normalization, resize_size=resize,
+                          num_devices=par.num_devices, process_index=0, process_count=1),
+        par)
+    return {"state": jax.device_get(state), "eval": eval_metrics, "info": info}
+
+
+def _leaves(tree):
+    return dict(jax.tree_util.tree_leaves_with_path(tree))
+
+
+def _assert_trees_close(got, want, what):
+    """Every leaf within 1e-4 of the leaf's largest magnitude: float32 sums in another order
+    (gloo between the processes, XLA within one) and BatchNorm's rounding on top."""
+    want = dict(jax.tree_util.tree_leaves_with_path(want))
+    got = dict(jax.tree_util.tree_leaves_with_path(got))
+    assert got.keys() == want.keys(), what
+    for path, value in want.items():
+        scale = float(np.abs(value).max())
+        np.testing.assert_allclose(got[path], value, rtol=0, atol=1e-4 * scale + 1e-7,
+                                   err_msg=f"{what}{jax.tree_util.keystr(path)}")
+
+
+def _assert_norms_close(got, want, *, leaf, total):
+    """Relative L2 differences: of each leaf at most `leaf`, of all leaves together `total`."""
+    want = dict(jax.tree_util.tree_leaves_with_path(want))
+    got = dict(jax.tree_util.tree_leaves_with_path(got))
+    assert got.keys() == want.keys()
+    for path, value in want.items():
+        difference = np.linalg.norm(got[path] - value) / np.linalg.norm(value)
+        assert difference <= leaf, f"{jax.tree_util.keystr(path)}: relative difference {difference:.2e}"
+    overall = np.sqrt(sum(np.sum((got[p] - want[p]) ** 2) for p in want) / sum(np.sum(v ** 2) for v in want.values()))
+    assert overall <= total, f"relative difference over all leaves {overall:.2e}"
+
+
+def test_two_processes_train_like_one_process_fed_the_same_global_batches(two_process_run, reference):
+    workdir, _ = two_process_run
+    state = reference["state"]
+    saved = restore_as_numpy(os.path.join(workdir, "checkpoints", str(STEPS), "default"))
+    assert int(saved["step"]) == STEPS
+    _assert_trees_close(saved["batch_stats"], state.batch_stats, "batch_stats")
+    momentum = saved["opt_state"][1][0]["trace"]
+    _assert_norms_close(momentum, state.opt_state[1][0].trace, leaf=1e-2, total=5e-3)
+    # Gradients flowed into the momentum buffer, and the statistics moved from their start.
+    assert all(np.abs(x).max() > 0 for x in jax.tree.leaves(momentum))
+    assert np.abs(saved["batch_stats"]["conv1"]["bn"]["mean"]).max() > 1e-3
+    _assert_trees_close(saved["params"], state.params, "params")
+    _assert_trees_close(saved["ema_params"], state.ema_params, "ema_params")
+
+
+def test_every_test_example_is_evaluated_once(two_process_run, reference):
+    workdir, _ = two_process_run
+    expected = reference["eval"]
+    final = json.loads((workdir / "final_metrics.json").read_text())
+    assert final["eval_count"] == reference["info"].num_eval_examples == 12
+    assert final["eval_top1"] == pytest.approx(expected["eval_top1"], abs=1e-6)
+    assert final["eval_loss"] == pytest.approx(expected["eval_loss"], rel=1e-4)
+
+
+def test_one_set_of_outputs_and_logs_by_process(two_process_run):
+    workdir, proc = two_process_run
+    assert sorted(os.listdir(workdir / "checkpoints")) == ["2", str(STEPS)]
+    assert len([f for f in os.listdir(workdir) if f.startswith("events.out.tfevents")]) == 1
+    lines = proc.stdout.splitlines()
+    for index in range(2):
+        assert f"[process {index}/2] joined the run with 2 local cpu device(s), 4 in all" in lines
+    # Progress and results come from process 0 alone, prefixed.
+    progress = [line for line in lines if f"step {STEPS}/{STEPS}" in line]
+    assert len(progress) == 1 and progress[0].startswith("[process 0/2] ")
+
+
+def test_a_two_process_checkpoint_resumes_in_one_process(two_process_run, photo_folder, tmp_path):
+    workdir, _ = two_process_run
+    resumed = tmp_path / "workdir"
+    shutil.copytree(workdir, resumed)
+    env = dict(os.environ, JAX_NUM_CPU_DEVICES="4")
+    proc = _run([sys.executable, "train.py", *_args({**OVERRIDES, "num_train_steps": STEPS + 1},
+                                                    photo_folder, resumed)], env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert f"resuming from {resumed} at step {STEPS}" in proc.stdout
+    final = json.loads((resumed / "final_metrics.json").read_text())
+    assert final["step"] == STEPS + 1 and final["eval_count"] == 12
+
+
+def test_a_batch_that_does_not_divide_over_the_new_device_count_is_a_one_line_error(two_process_run,
+                                                                                   photo_folder, tmp_path):
+    workdir, _ = two_process_run
+    resumed = tmp_path / "workdir"
+    shutil.copytree(workdir, resumed)
+    before = sorted(os.listdir(resumed / "checkpoints"))
+    proc = _run([sys.executable, "train.py", *_args(OVERRIDES, photo_folder, resumed)],
+                env=dict(os.environ, JAX_NUM_CPU_DEVICES="3"), timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines()[-1] == ("train.py: error: config.batch_size=8 does not divide over 3 "
+                                            "devices (use a multiple of 3)")
+    assert sorted(os.listdir(resumed / "checkpoints")) == before
+
+
+def _log_has(path, text):
+    with open(path) as f:
+        return text in f.read()
+
+
+@pytest.mark.parametrize("victim", [0, 1])
+def test_a_dead_process_stops_the_other_within_the_heartbeat_timeout(victim, photo_folder, tmp_path):
+    """SIGKILL one process once both have joined: the other must end by itself (JAX's
+    coordination service), with an error naming the cause, not hang in a barrier."""
+    heartbeat = 5
+    port = free_port()
+    command = [sys.executable, "train.py", *_args(
+        {**OVERRIDES, "heartbeat_timeout_seconds": heartbeat}, photo_folder, tmp_path / "workdir")]
+    procs, logs = [], []
+    try:
+        for index in range(2):
+            logs.append(tmp_path / f"process{index}.log")
+            env = process_environment(index, num_processes=2, port=port, devices_per_process=2,
+                                      base=dict(os.environ))
+            with open(logs[-1], "w") as out:
+                procs.append(subprocess.Popen(command, cwd=REPO, env=env, stdout=out,
+                                              stderr=subprocess.STDOUT, start_new_session=True))
+        deadline = time.monotonic() + 240
+        while not all(_log_has(log, "joined the run") for log in logs):
+            assert time.monotonic() < deadline and all(p.poll() is None for p in procs), \
+                [log.read_text()[-2000:] for log in logs]
+            time.sleep(0.1)
+        procs[victim].kill()
+        killed_at = time.monotonic()
+        survivor = procs[1 - victim]
+        survivor.wait(timeout=heartbeat + 60)
+        waited = time.monotonic() - killed_at
+    finally:
+        for p in procs:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            p.wait()
+    output = logs[1 - victim].read_text()
+    assert survivor.returncode != 0
+    assert "another task died" in output, output[-3000:]
+    assert waited < heartbeat + 60
+
+
+def test_the_launcher_stops_the_others_when_one_fails(tmp_path):
+    """Process 1 fails at once; process 0 would sleep for a minute: the launcher ends it."""
+    pid_file = tmp_path / "pid0"
+    child = ("import os, sys, time\n"
+             "index = int(os.environ['JAX_PROCESS_ID'])\n"
+             "assert os.environ['JAX_NUM_PROCESSES'] == '2' and os.environ['JAX_NUM_CPU_DEVICES'] == '3'\n"
+             f"if index == 1: time.sleep(1); sys.exit(7)\n"
+             f"open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+             "time.sleep(60)\n")
+    started = time.monotonic()
+    proc = _run([sys.executable, "-m", "googlenet_jax.launch", "--num_processes", "2",
+                 "--devices_per_process", "3", "--grace_seconds", "5", "--", sys.executable, "-c", child],
+                timeout=60)
+    assert time.monotonic() - started < 30
+    assert proc.returncode == 7
+    assert proc.stderr.splitlines()[-1] == "launch: process 1 exited with status 7; stopping the others"
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(pid_file.read_text()), 0)
+
+
+def test_the_launcher_needs_a_command():
+    proc = _run([sys.executable, "-m", "googlenet_jax.launch", "--num_processes", "2"], timeout=60)
+    assert proc.returncode == 2 and "give the command after --" in proc.stderr
