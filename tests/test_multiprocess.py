@@ -38,7 +38,7 @@ from googlenet_jax import data
 from googlenet_jax import weights as weights_lib
 from googlenet_jax.launch import free_port, process_environment
 from googlenet_jax.training import optim, parallel, steps, trainer
-from googlenet_jax.training.checkpointing import restore_as_numpy
+from googlenet_jax.training.checkpointing import Checkpointer, restore_as_numpy
 from googlenet_jax.training.train_state import create_train_state
 
 STEPS = 3
@@ -131,7 +131,8 @@ def reference(photo_folder):
                           normalization=config.normalization, resize_size=resize,
                           num_devices=par.num_devices, process_index=0, process_count=1),
         par)
-    return {"state": jax.device_get(state), "eval": eval_metrics, "info": info}
+    return {"state": jax.device_get(state), "eval": eval_metrics, "info": info, "par": par,
+            "train_step": train_step, "next_batch": next(batches)}
 
 
 def _leaves(tree):
@@ -158,7 +159,8 @@ def _assert_norms_close(got, want, *, leaf, total):
     for path, value in want.items():
         difference = np.linalg.norm(got[path] - value) / np.linalg.norm(value)
         assert difference <= leaf, f"{jax.tree_util.keystr(path)}: relative difference {difference:.2e}"
-    overall = np.sqrt(sum(np.sum((got[p] - want[p]) ** 2) for p in want) / sum(np.sum(v ** 2) for v in want.values()))
+    squared_difference = sum(np.sum((got[p] - want[p]) ** 2) for p in want)
+    overall = np.sqrt(squared_difference / sum(np.sum(v ** 2) for v in want.values()))
     assert overall <= total, f"relative difference over all leaves {overall:.2e}"
 
 
@@ -198,17 +200,24 @@ def test_one_set_of_outputs_and_logs_by_process(two_process_run):
     assert len(progress) == 1 and progress[0].startswith("[process 0/2] ")
 
 
-def test_a_two_process_checkpoint_resumes_in_one_process(two_process_run, photo_folder, tmp_path):
+def test_a_two_process_checkpoint_resumes_in_one_process(two_process_run, reference, tmp_path):
+    """The trainer's restore path (Checkpointer.restore_latest onto MeshParallel.state_sharding)
+    puts the 2-process checkpoint on one process's 4-device mesh; the next step runs there as
+    it runs from the reference's own state (the reference's compiled step, no recompilation)."""
     workdir, _ = two_process_run
-    resumed = tmp_path / "workdir"
-    shutil.copytree(workdir, resumed)
-    env = dict(os.environ, JAX_NUM_CPU_DEVICES="4")
-    proc = _run([sys.executable, "train.py", *_args({**OVERRIDES, "num_train_steps": STEPS + 1},
-                                                    photo_folder, resumed)], env=env)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert f"resuming from {resumed} at step {STEPS}" in proc.stdout
-    final = json.loads((resumed / "final_metrics.json").read_text())
-    assert final["step"] == STEPS + 1 and final["eval_count"] == 12
+    shutil.copytree(workdir / "checkpoints", tmp_path / "checkpoints")
+    par, train_step, batch = reference["par"], reference["train_step"], reference["next_batch"]
+    abstract = jax.eval_shape(lambda: reference["state"])
+    checkpointer = Checkpointer(str(tmp_path / "checkpoints"), every_steps=1, keep=2)
+    restored = checkpointer.restore_latest(abstract, par.state_sharding(abstract))
+    checkpointer.close()
+    assert int(restored.step) == STEPS
+    resumed, metrics = jax.device_get(train_step(par.put_state(restored), par.put_batch(batch)))
+    expected, expected_metrics = jax.device_get(train_step(par.put_state(reference["state"]),
+                                                           par.put_batch(batch)))
+    assert int(resumed.step) == STEPS + 1
+    assert float(metrics["loss"]) == pytest.approx(float(expected_metrics["loss"]), rel=1e-4)
+    _assert_trees_close(resumed.batch_stats, expected.batch_stats, "batch_stats")
 
 
 def test_a_batch_that_does_not_divide_over_the_new_device_count_is_a_one_line_error(two_process_run,
