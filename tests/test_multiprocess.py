@@ -142,8 +142,8 @@ def _leaves(tree):
 def _assert_trees_close(got, want, what):
     """Every leaf within 1e-4 of the leaf's largest magnitude: float32 sums in another order
     (gloo between the processes, XLA within one) and BatchNorm's rounding on top."""
-    want = dict(jax.tree_util.tree_leaves_with_path(want))
-    got = dict(jax.tree_util.tree_leaves_with_path(got))
+    want = _leaves(want)
+    got = _leaves(got)
     assert got.keys() == want.keys(), what
     for path, value in want.items():
         scale = float(np.abs(value).max())
@@ -153,8 +153,8 @@ def _assert_trees_close(got, want, what):
 
 def _assert_norms_close(got, want, *, leaf, total):
     """Relative L2 differences: of each leaf at most `leaf`, of all leaves together `total`."""
-    want = dict(jax.tree_util.tree_leaves_with_path(want))
-    got = dict(jax.tree_util.tree_leaves_with_path(got))
+    want = _leaves(want)
+    got = _leaves(got)
     assert got.keys() == want.keys()
     for path, value in want.items():
         difference = np.linalg.norm(got[path] - value) / np.linalg.norm(value)
