@@ -8,6 +8,7 @@ Two variants share one network definition and differ only in the `VARIANTS` tabl
 """
 import dataclasses
 import functools
+import itertools
 import math
 from typing import Any, Callable, NamedTuple
 
@@ -15,6 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from googlenet_jax import convolution
 from googlenet_jax import layers
 from googlenet_jax import normalization
 
@@ -106,8 +108,29 @@ class GoogLeNetOutputs(NamedTuple):
     aux_logits2: Any
 
 
+class ConvParams(nn.Module):
+    """A convolution's parameters, named as flax's nn.Conv names them: "kernel" (HWIO), "bias"."""
+
+    features: int
+    kernel: int
+    use_bias: bool
+    weight_init: Callable
+    bias_init: Callable
+
+    @nn.compact
+    def __call__(self, in_features: int):
+        kernel = self.param("kernel", self.weight_init,
+                            (self.kernel, self.kernel, in_features, self.features), jnp.float32)
+        bias = self.param("bias", self.bias_init, (self.features,), jnp.float32) if self.use_bias else None
+        return kernel, bias
+
+
 class ConvBlock(nn.Module):
-    """Conv -> (BatchNorm) -> ReLU: torchvision's BasicConv2d, or Caffe's biased conv + ReLU."""
+    """Conv -> (BatchNorm) -> ReLU: torchvision's BasicConv2d, or Caffe's biased conv + ReLU.
+
+    `weights` and `activate` split the block around its convolution so that an Inception
+    module can run several 1x1 blocks that read the same input as one convolution.
+    """
 
     features: int
     kernel: int
@@ -119,19 +142,46 @@ class ConvBlock(nn.Module):
     bn_axis_name: str | None = None
     dtype: Any = jnp.float32
 
-    @nn.compact
-    def __call__(self, x, *, train: bool):
-        x = nn.Conv(
-            self.features, (self.kernel, self.kernel), strides=(self.stride, self.stride),
-            padding=[(self.padding, self.padding)] * 2, use_bias=not self.batch_norm,
-            kernel_init=self.weight_init, bias_init=self.bias_init, dtype=self.dtype,
-            param_dtype=jnp.float32, name="conv")(x)
+    def setup(self):
+        self.conv = ConvParams(self.features, self.kernel, not self.batch_norm, self.weight_init,
+                               self.bias_init)
         if self.batch_norm:
             # torch momentum 0.1 == flax momentum 0.9.
-            x = nn.BatchNorm(
-                use_running_average=not train, momentum=0.9, epsilon=1e-3, dtype=self.dtype,
-                param_dtype=jnp.float32, axis_name=self.bn_axis_name, name="bn")(x)
-        return nn.relu(x)
+            self.bn = nn.BatchNorm(momentum=0.9, epsilon=1e-3, dtype=self.dtype, param_dtype=jnp.float32,
+                                   axis_name=self.bn_axis_name)
+
+    def weights(self, in_features: int):
+        """(kernel, bias or None) in the compute dtype."""
+        kernel, bias = self.conv(in_features)
+        return kernel.astype(self.dtype), None if bias is None else bias.astype(self.dtype)
+
+    def activate(self, y, bias, *, train: bool):
+        """Everything after the convolution: bias or BatchNorm, then ReLU."""
+        if bias is not None:
+            y = y + bias
+        if self.batch_norm:
+            y = self.bn(y, use_running_average=not train)
+        return nn.relu(y)
+
+    def __call__(self, x, *, train: bool):
+        kernel, bias = self.weights(x.shape[-1])
+        y = convolution.conv2d(jnp.asarray(x, self.dtype), kernel, stride=self.stride, padding=self.padding)
+        return self.activate(y, bias, train=train)
+
+
+def shared_input_1x1(blocks, x, *, train: bool):
+    """Several 1x1 ConvBlocks applied to the same input, as one convolution.
+
+    The kernels are concatenated on their output channels at apply time, so each block keeps
+    its own parameters (and names); the result is split back and each block finishes on its
+    own channels. One wide matrix product reads the input once instead of once per block.
+    """
+    weights = [block.weights(x.shape[-1]) for block in blocks]
+    kernel = jnp.concatenate([kernel for kernel, _ in weights], axis=-1)
+    y = convolution.conv2d(jnp.asarray(x, kernel.dtype), kernel)
+    splits = list(itertools.accumulate(kernel.shape[-1] for kernel, _ in weights))[:-1]
+    return [block.activate(part, bias, train=train)
+            for block, part, (_, bias) in zip(blocks, jnp.split(y, splits, axis=-1), weights)]
 
 
 class Inception(nn.Module):
@@ -144,11 +194,12 @@ class Inception(nn.Module):
     @nn.compact
     def __call__(self, x, *, train: bool):
         c, conv = self.channels, self.conv_block
-        branch1 = conv(c.ch1x1, 1, name="branch1x1")(x, train=train)
-        branch2 = conv(c.ch3x3_reduce, 1, name="branch3x3_reduce")(x, train=train)
+        # The three 1x1 convolutions that read the module's input run as one.
+        branch1, branch2, branch3 = shared_input_1x1(
+            [conv(c.ch1x1, 1, name="branch1x1"), conv(c.ch3x3_reduce, 1, name="branch3x3_reduce"),
+             conv(c.ch5x5_reduce, 1, name="branch5x5_reduce")], x, train=train)
         branch2 = conv(c.ch3x3, 3, padding=1, name="branch3x3")(branch2, train=train)
         k = self.branch5x5_kernel
-        branch3 = conv(c.ch5x5_reduce, 1, name="branch5x5_reduce")(x, train=train)
         branch3 = conv(c.ch5x5, k, padding=k // 2, name="branch5x5")(branch3, train=train)
         branch4 = layers.max_pool(x, 3, 1, padding=1, ceil_mode=True)
         branch4 = conv(c.pool_proj, 1, name="pool_proj")(branch4, train=train)
@@ -258,23 +309,31 @@ class GoogLeNet(nn.Module):
             std, mean = jnp.asarray(IMAGENET_STD, self.dtype), jnp.asarray(IMAGENET_MEAN, self.dtype)
             x = x * (std / 0.5) + (mean - 0.5) / 0.5
 
+        # The pools, LRNs and the global pool are functions, not modules: they sow their outputs
+        # into "intermediates" (a no-op unless that collection is mutable) for the parity tool.
         x = conv(64, 7, stride=2, padding=3, name="conv1")(x, train=train)
         x = layers.max_pool(x, 3, 2)
+        self.sow("intermediates", "pool1", x)
         if spec.lrn:
             x = layers.local_response_norm(x)
+            self.sow("intermediates", "lrn1", x)
         x = conv(64, 1, name="conv2")(x, train=train)
         x = conv(192, 3, padding=1, name="conv3")(x, train=train)
         if spec.lrn:
             x = layers.local_response_norm(x)
+            self.sow("intermediates", "lrn2", x)
         x = layers.max_pool(x, 3, 2)
+        self.sow("intermediates", "pool2", x)
 
         # Aux heads run in training, and at init so that their parameters exist.
         run_aux = self.aux_logits and (train or self.is_initializing())
         aux_outputs = {}
-        pool_kernels = iter((3, spec.pool4_kernel))
+        pools = iter((("pool3", 3), ("pool4", spec.pool4_kernel)))
         for entry in INCEPTION_TABLE:
             if entry is None:
-                x = layers.max_pool(x, next(pool_kernels), 2)
+                pool_name, kernel = next(pools)
+                x = layers.max_pool(x, kernel, 2)
+                self.sow("intermediates", pool_name, x)
                 continue
             name, channels = entry
             x = Inception(channels, conv, spec.branch5x5_kernel, name=name)(x, train=train)
@@ -285,6 +344,7 @@ class GoogLeNet(nn.Module):
                 aux_outputs[AUX_TAPS[name]] = head(x, train=train)
 
         x = jnp.mean(x, axis=(1, 2))  # adaptive avg pool to 1x1 (Caffe: 7x7 avg pool at 224)
+        self.sow("intermediates", "avgpool", x)
         out_dtype = jnp.promote_types(self.dtype, jnp.float32)
         if features:
             return x.astype(out_dtype)

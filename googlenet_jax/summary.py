@@ -111,7 +111,9 @@ def _recording_module_calls(calls: dict):
 
     def record(next_fun, args, kwargs, context):
         out = next_fun(*args, **kwargs)
-        if context.method_name == "__call__" and hasattr(out, "shape"):
+        # A ConvBlock that an Inception module runs merged with others is not called; its
+        # `activate` (everything after the convolution) sees the same output shape.
+        if context.method_name in ("__call__", "activate") and hasattr(out, "shape"):
             calls[context.module.path] = ModuleCall(context.module, tuple(out.shape))
         return out
 
@@ -143,7 +145,10 @@ def _macs(traced: Trace, name: str) -> int:
         keys = (name,) + tuple(entry.key for entry in path)
         if keys[-1] != "kernel":
             continue
-        out_shape = traced.calls[keys[:-1]].output_shape
+        owner = keys[:-1]
+        if owner not in traced.calls:  # a ConvBlock's kernel sits in its "conv" parameter holder
+            owner = owner[:-1]
+        out_shape = traced.calls[owner].output_shape
         if out_shape[-1] != leaf.shape[-1]:
             raise RuntimeError(f"{'/'.join(keys)}: kernel {leaf.shape} does not match output {out_shape}")
         total += math.prod(out_shape[1:-1]) * math.prod(leaf.shape)
@@ -198,7 +203,7 @@ def _table_rows(traced: Trace, image_size: int, num_classes: int) -> list:
     def conv_row(name, modules, columns=None):
         last = modules[-1]  # a merged row shows its last convolution's patch, as Table 1 does
         return row("convolution", "convolution", name, traced.calls[(last,)].output_shape, modules=modules,
-                   patch=_kernel(traced, last)[:2], stride=traced.calls[(last, "conv")].module.strides[0],
+                   patch=_kernel(traced, last)[:2], stride=traced.calls[(last,)].module.stride,
                    depth=len(modules), columns=columns)
 
     rows = [conv_row("conv1", ["conv1"]), pool_row(),

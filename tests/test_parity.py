@@ -1,7 +1,7 @@
 """Numerical parity with the PyTorch references, through the weight converter.
 
 "torchvision" is held to torchvision 0.29.1's googlenet; "paper" to a torch.nn port of BVLC
-Caffe's bvlc_googlenet (caffe_googlenet_torch.py), built independently of googlenet_jax.
+Caffe's bvlc_googlenet (googlenet_jax/caffe_torch.py), built independently of the Flax model.
 """
 import importlib.util
 import pathlib

@@ -1,12 +1,14 @@
 """Learning-rate schedule and optax optimizer (SGD with momentum, masked weight decay)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import optax
+
+if TYPE_CHECKING:  # configs are only read here; the model and steps run without ml_collections
+    import ml_collections
 
 
 def learning_rate(config: ml_collections.ConfigDict) -> float:

@@ -1,8 +1,11 @@
 """BVLC Caffe's bvlc_googlenet written with plain torch.nn layers: the paper variant's reference.
 
-Built from the Caffe prototxt's layer list, independently of googlenet_jax. Module names
-follow torchvision's googlenet (conv1.conv, inception3a.branch2.0.conv, aux1.fc1, ...) so that
-one weight mapping serves both variants.
+Built from the Caffe prototxt's layer list, independently of the Flax model (it imports
+nothing from googlenet_jax). Module names follow torchvision's googlenet (conv1.conv,
+inception3a.branch2.0.conv, aux1.fc1, ...) so that one weight mapping serves both variants;
+the stem's pools and LRNs are pool1, norm1, norm2, pool2, and the global pool is avgpool.
+
+Needs PyTorch; the package imports this module only where a torch reference is asked for.
 """
 import torch
 from torch import nn
@@ -73,6 +76,7 @@ class CaffeGoogLeNet(nn.Module):
         if aux_logits:
             self.aux1 = CaffeAux(512, num_classes, dropout_aux)
             self.aux2 = CaffeAux(528, num_classes, dropout_aux)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)  # Caffe's 7x7 average pool at 224x224, any size here
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(1024, num_classes)
 
@@ -86,7 +90,7 @@ class CaffeGoogLeNet(nn.Module):
         aux2 = self.aux2(x) if self.aux_logits and self.training else None
         x = self.pool4(self.inception4e(x))
         x = self.inception5b(self.inception5a(x))
-        x = torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
+        x = torch.flatten(self.avgpool(x), 1)
         logits = self.fc(self.dropout(x))
         if aux1 is None:
             return logits
