@@ -215,16 +215,20 @@ def test_bfloat16_computes_in_bfloat16_with_float32_params_and_loss():
     assert {leaf.dtype for leaf in jax.tree.leaves(new_state.params)} == {jnp.dtype(jnp.float32)}
     assert metrics["loss"].dtype == jnp.float32
     jaxpr = jax.make_jaxpr(step)(state, {"image": batch, "label": labels})
-    conv_dtypes = {eqn.invars[0].aval.dtype for eqn in _all_eqns(jaxpr.jaxpr)
-                   if eqn.primitive.name == "conv_general_dilated"}
-    assert conv_dtypes == {jnp.dtype(jnp.bfloat16)}
+    # Convolutions, and the matrix products that 1x1 convolutions and the classifiers are.
+    for primitive in ("conv_general_dilated", "dot_general"):
+        dtypes = {eqn.invars[0].aval.dtype for eqn in _all_eqns(jaxpr.jaxpr)
+                  if eqn.primitive.name == primitive}
+        assert dtypes == {jnp.dtype(jnp.bfloat16)}, primitive
 
 
 def _all_eqns(jaxpr):
-    """Every equation, including those inside nested jaxprs (jit, custom_vjp, ...)."""
+    """Every equation, including those inside nested jaxprs (jit, custom_vjp, the branches of
+    cond and platform_dependent, ...)."""
     for eqn in jaxpr.eqns:
         yield eqn
         for param in eqn.params.values():
-            inner = getattr(param, "jaxpr", param)  # ClosedJaxpr -> Jaxpr
-            if hasattr(inner, "eqns"):
-                yield from _all_eqns(inner)
+            for value in param if isinstance(param, (tuple, list)) else (param,):
+                inner = getattr(value, "jaxpr", value)  # ClosedJaxpr -> Jaxpr
+                if hasattr(inner, "eqns"):
+                    yield from _all_eqns(inner)
