@@ -6,13 +6,10 @@ workdir resumes from its latest checkpoint. Results land in WORKDIR/final_metric
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # quiet TensorFlow's C++ start-up logs
+from absl import app, flags, logging
+from ml_collections import config_flags
 
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
-from absl import logging  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
-
+from googlenet_jax import cli
 
 
 def _process_prefix() -> str:
@@ -53,6 +50,10 @@ def _parse_flags(argv):
     """absl flag parsing, with bad flags and bad config files reported in one line."""
     try:
         return flags.FLAGS(argv)
+    except SystemExit:  # absl exits 1 after printing --help; asking for help is no error
+        if any(arg.startswith(("--help", "-h", "-?")) for arg in argv[1:]):
+            sys.exit(0)
+        raise
     except Exception as e:  # noqa: BLE001  (flag, config-file and override errors of any type)
         _fail(_first_line(e))
 
@@ -70,10 +71,11 @@ def main(argv):
         config.keys()  # a config file that failed to load raises on first use
     except Exception as e:  # noqa: BLE001  (the config file failed to load)
         _fail(_first_line(e))
+    cli.quiet_tensorflow()
     # Imported after flag parsing so that --help and flag errors stay fast.
     from googlenet_jax.training import trainer
     from googlenet_jax.training.checkpointing import CheckpointError
-    from googlenet_jax.training.config_validation import ConfigError
+    from googlenet_jax.training.config import ConfigError
     from googlenet_jax.training.preemption import Preempted
 
     config_name = os.path.splitext(os.path.basename(config_file))[0]

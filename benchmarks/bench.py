@@ -22,13 +22,13 @@ speed lever replaced by the plain form (LEVERS below), and reports ours / that c
 `<lever>_train_gain` and `<lever>_infer_gain`.
 Each figure is the median over `--repeats` timed blocks of `--steps` calls, with min and
 max; the contestants take turns block by block, each round starting one contestant later, so
-a change in the machine's load hits them all alike. Peak memory: ours from XLA's compiled memory analysis (arguments, outputs and
-temporaries); on a GPU also the device's peak; torch's only on a GPU (CUDA allocator).
+a change in the machine's load hits them all alike. Peak memory: ours from XLA's compiled
+memory analysis (arguments, outputs and temporaries); on a GPU also the device's peak;
+torch's only on a GPU (CUDA allocator).
 Ratios (ours / the fastest torch mode for that job) are the figures that travel between
 machines; absolute numbers on a shared machine do not.
 """
 import argparse
-import contextlib
 import datetime
 import functools
 import json
@@ -41,7 +41,9 @@ import tempfile
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1]))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from googlenet_jax.cli import quiet_tensorflow  # noqa: E402
+
+quiet_tensorflow()
 # A fresh inductor cache, so torch.compile's reported compile time is a cold one, as ours is.
 os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="bench_inductor_"))
 
@@ -50,9 +52,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
-from googlenet_jax import convolution, layers  # noqa: E402
-from googlenet_jax import model as model_lib  # noqa: E402
-from googlenet_jax.model import GoogLeNet  # noqa: E402
+from googlenet_jax.model import ComputeForms, GoogLeNet  # noqa: E402
 from googlenet_jax.training import optim, steps  # noqa: E402
 from googlenet_jax.training.train_state import create_train_state  # noqa: E402
 
@@ -63,27 +63,12 @@ TORCH_MODES = {"torch": "eager NCHW", "torch_cl": "eager channels_last",
                "torch_compile": "torch.compile channels_last"}
 
 
-def _separate_1x1(blocks, x, *, train):
-    return [block(x, train=train) for block in blocks]
-
-
-def _reduce_window_max_pool(x, kernel, stride, padding=0, ceil_mode=True):
-    spatial = [layers._window_padding(size, kernel, stride, padding, ceil_mode) for size in x.shape[1:3]]
-    pads = [(0, 0), *spatial, (0, 0)]
-    return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, kernel, kernel, 1),
-                                 (1, stride, stride, 1), pads)
-
-
-def _xla_conv2d(x, kernel, *, stride=1, padding=0):
-    return convolution._xla_conv(x, kernel, stride, padding)
-
-
 # Speed levers that `--levers` undoes, one at a time, in extra copies of our contestants, to
-# measure what each gives in the same run: name -> (module, attribute, the plain form).
+# measure what each gives in the same run: name -> the model's ComputeForms field that holds it.
 LEVERS = {
-    "merge_1x1": (model_lib, "shared_input_1x1", _separate_1x1),  # an Inception's input 1x1s as one
-    "separable_max_pool": (layers, "max_pool", _reduce_window_max_pool),  # vs one reduce_window
-    "conv_gradients": (convolution, "conv2d", _xla_conv2d),  # CPU: matmul forms vs XLA's own
+    "merge_1x1": "merged_1x1",  # an Inception's input 1x1s as one convolution
+    "separable_max_pool": "separable_max_pool",  # vs one reduce_window
+    "conv_gradients": "cpu_conv_gradients",  # CPU: matmul forms vs XLA's own
 }
 
 
@@ -131,21 +116,9 @@ def _memory_mb(compiled):
     return total / 2**20
 
 
-@contextlib.contextmanager
-def lever_undone(name):
-    """Our model with one speed lever replaced by the plain form, while tracing."""
-    module, attribute, plain = LEVERS[name]
-    real = getattr(module, attribute)
-    setattr(module, attribute, plain)
-    try:
-        yield
-    finally:
-        setattr(module, attribute, real)
-
-
-def jax_contestants(images, labels, dtype, device, prefix="jax"):
+def jax_contestants(images, labels, dtype, device, prefix="jax", forms=ComputeForms()):
     """Our train step and inference, compiled, with their compile times and memory."""
-    model = GoogLeNet(num_classes=NUM_CLASSES, dtype=jnp.dtype(dtype))
+    model = GoogLeNet(num_classes=NUM_CLASSES, dtype=jnp.dtype(dtype), forms=forms)
     tx = optax.chain(optax.add_decayed_weights(WEIGHT_DECAY, mask=optim.weight_decay_mask),
                      optax.sgd(LEARNING_RATE, momentum=MOMENTUM))
     with jax.default_device(device):
@@ -318,9 +291,8 @@ def main():
     images, labels = synthetic_batch(args.batch, args.image_size)
     contestants, info = jax_contestants(images, labels, args.dtype, device)
     for lever in levers:
-        with lever_undone(lever):
-            more, lever_info = jax_contestants(images, labels, args.dtype, device,
-                                               prefix=f"jax_without_{lever}")
+        more, lever_info = jax_contestants(images, labels, args.dtype, device, prefix=f"jax_without_{lever}",
+                                           forms=ComputeForms(**{LEVERS[lever]: False}))
         contestants += more
         info.update(lever_info)
     if not args.no_torch:

@@ -19,8 +19,8 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from googlenet_jax.training.losses import googlenet_loss  # noqa: E402
 from googlenet_jax.model import GoogLeNet  # noqa: E402
+from googlenet_jax.model.losses import googlenet_loss  # noqa: E402
 
 
 def relative_error(a, b):

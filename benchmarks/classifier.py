@@ -16,6 +16,7 @@ Report ratios (ours / torch): this machine may be shared, so only numbers of one
 """
 import argparse
 import concurrent.futures
+import functools
 import json
 import os
 import pathlib
@@ -25,7 +26,9 @@ import tempfile
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1]))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from googlenet_jax.cli import quiet_tensorflow  # noqa: E402
+
+quiet_tensorflow()
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -118,11 +121,12 @@ def main(argv=None) -> int:
         paths = write_photos(folder, max(batches))
         for batch in batches:
             images = rng.standard_normal((batch, 224, 224, 3)).astype(np.float32)
-            row = {"jax_model": timed(lambda: classifier.predict(images), args.repeats),
-                   "jax_end_to_end": timed(lambda: classifier(paths[:batch]), args.repeats)}
+            files = paths[:batch]
+            row = {"jax_model": timed(functools.partial(classifier.predict, images), args.repeats),
+                   "jax_end_to_end": timed(functools.partial(classifier, files), args.repeats)}
             if peer is not None:
-                row["torch_model"] = timed(lambda: peer[0](images), args.repeats)
-                row["torch_end_to_end"] = timed(lambda: peer[1](paths[:batch]), args.repeats)
+                row["torch_model"] = timed(functools.partial(peer[0], images), args.repeats)
+                row["torch_end_to_end"] = timed(functools.partial(peer[1], files), args.repeats)
             for key in list(row):
                 row[key]["img_s"] = batch / row[key]["median_s"]
             if peer is not None:

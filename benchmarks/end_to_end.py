@@ -25,7 +25,9 @@ import tempfile
 ROOT = pathlib.Path(__file__).parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from googlenet_jax.cli import quiet_tensorflow  # noqa: E402
+
+quiet_tensorflow()
 
 import jax  # noqa: E402
 

@@ -273,7 +273,7 @@ def _pil_stream(root: str, batch: int):
     """torchvision-style train transform in Python: decode, Inception crop + resize (one PIL call,
     bilinear), flip, normalize, stack into a batch."""
     from googlenet_jax.data import sources
-    from googlenet_jax.normalization import IMAGENET_MEAN, IMAGENET_STD
+    from googlenet_jax.model.input_spec import IMAGENET_MEAN, IMAGENET_STD
 
     paths = sources.list_image_folder(root, "train").paths
     mean, std = np.float32(IMAGENET_MEAN), np.float32(IMAGENET_STD)

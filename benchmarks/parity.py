@@ -20,16 +20,17 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-import torch_reference as ref  # noqa: E402
 from googlenet_jax import GoogLeNet  # noqa: E402
 from googlenet_jax.convert import torchvision_to_flax  # noqa: E402
-from googlenet_jax.training.losses import googlenet_loss  # noqa: E402
+from googlenet_jax.model.losses import googlenet_loss  # noqa: E402
+
+import helpers as ref  # noqa: E402  (tests/helpers.py)
 
 SIZES = {"torchvision": [(224, 224), (117, 97), (15, 15)], "paper": [(224, 224), (117, 97), (31, 31)]}
 
 
 def eval_errors(variant):
-    torch_net = ref.build(variant, seed=1).eval()
+    torch_net = ref.torch_reference(variant, seed=1).eval()
     variables = torchvision_to_flax(ref.state_dict_numpy(torch_net), variant=variant)
     net = GoogLeNet(variant=variant)
     errors = {}
@@ -43,7 +44,7 @@ def eval_errors(variant):
 
 
 def train_outputs(variant, dtype):
-    torch_net = ref.build(variant, dropout=0.0, dropout_aux=0.0, seed=7).train()
+    torch_net = ref.torch_reference(variant, dropout=0.0, dropout_aux=0.0, seed=7).train()
     if dtype == jnp.float64:
         torch_net = torch_net.double()
     variables = torchvision_to_flax(ref.state_dict_numpy(torch_net), variant=variant)
@@ -57,7 +58,8 @@ def train_outputs(variant, dtype):
     torch_net.zero_grad()
     loss.backward()
     parameters = dict(torch_net.named_parameters())
-    grads = {k: (parameters[k].grad if k in parameters else v).detach().numpy() for k, v in torch_net.state_dict().items()}
+    grads = {k: (parameters[k].grad if k in parameters else v).detach().numpy()
+             for k, v in torch_net.state_dict().items()}
     expected_grads = torchvision_to_flax(grads, variant=variant)["params"]
 
     net = GoogLeNet(variant=variant, dropout_rate=0.0, aux_dropout_rate=0.0, dtype=dtype)

@@ -15,15 +15,14 @@ the paper reports 10.07% top-5 error for one crop.
 """
 import ml_collections
 
-from configs import imagenet_torchvision
+from configs import default
 
 
 def get_config() -> ml_collections.ConfigDict:
-    config = imagenet_torchvision.get_config()
+    config = default.get_config()
     config.normalization = "paper"
     config.model.variant = "paper"
     config.model.dropout_rate = 0.4
-    config.model.aux_dropout_rate = 0.7
 
     config.augment.photometric = True
     config.augment.random_interpolation = True

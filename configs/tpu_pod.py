@@ -1,7 +1,7 @@
 """ImageNet on a TPU pod slice (or several GPU hosts): jit over a global device mesh.
 
 Run the same command on every host (jax.distributed initializes from the TPU environment;
-README "Several hosts" has the gcloud, SLURM and ssh commands):
+docs/several_hosts.md has the gcloud, SLURM and ssh commands):
 
     python train.py --config configs/tpu_pod.py --config.data_dir=gs://BUCKET/tfds \
         --workdir /mnt/shared/googlenet/tpu_pod

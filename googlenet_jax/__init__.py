@@ -4,14 +4,27 @@
     load                          weights from any source -> (model, variables, info)
     Classifier, Prediction        the jitted image classifier (googlenet_jax.inference)
 
+The package, one folder or module per job (arrows point one way: commands -> inference,
+training, evaluation -> weights, data, parallel -> model):
+
+    model/        the network, its table and stage names, layers, loss, Table 1
+    weights/      every weights source, the torchvision layout, orbax files, model info
+    data/         tfds, image folders and the demo; augmentation; evaluation crops
+    parallel.py   every device, mesh and sharding decision
+    evaluation.py the crop-averaged eval step and the masked loop over a split
+    inference/    image preprocessing, the Classifier, jax.export artifacts
+    training/     the trainer and its parts (steps, optimizer, checkpoints, config checks)
+    parity/       comparisons with PyTorch (torch is imported here, and to read or write a .pth)
+    cli.py and predict, evaluate, export, summary, convert, launch: the commands
+
 Attributes are imported on first use, so `python -m googlenet_jax.<command>` can set up
-logging before JAX and TensorFlow load, and `--help` answers at once.
+logging before JAX and TensorFlow load, and `--help` answers quickly.
 """
 import importlib
 
 _EXPORTS = {
-    "GoogLeNet": "googlenet_jax.model",
-    "GoogLeNetOutputs": "googlenet_jax.model",
+    "GoogLeNet": "googlenet_jax.model.network",
+    "GoogLeNetOutputs": "googlenet_jax.model.network",
     "load": "googlenet_jax.weights",
     "LoadedModel": "googlenet_jax.weights",
     "ModelInfo": "googlenet_jax.weights",

@@ -1,30 +1,84 @@
-"""What the commands (predict, evaluate, export) share on their command lines."""
+"""What the seven commands share: the parser, --weights, one-line errors, exit codes, the entry point.
+
+    googlenet-jax COMMAND [ARGS...]      (pyproject's console script)
+    python -m googlenet_jax.COMMAND [ARGS...]
+
+Every command ends a bad argument or file with one line, `COMMAND: error: MESSAGE`, on stderr
+and these exit statuses: 0 done, 1 the check failed (parity over tolerance), 2 bad arguments
+or files (a weights path, an image, a dataset). Commands parse their arguments before they
+import TensorFlow or torch (most of them before JAX), so `--help` and argument errors answer
+quickly; this module imports only the standard library.
+"""
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
+import sys
 from typing import Callable, Sequence
 
-from googlenet_jax import weights as weights_lib
+COMMANDS = ("predict", "evaluate", "export", "summary", "parity", "convert", "launch")
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+WEIGHTS_EPILOG = ("PATH: a torchvision googlenet .pth, a training workdir (or its checkpoints/<step> "
+                  "folder), or an orbax checkpoint from `python -m googlenet_jax.convert to-flax`.")
 
-EPILOG = f"PATH: {weights_lib.SOURCES_HELP}."
+
+class UsageError(ValueError):
+    """A bad argument or file found after parsing; the command prints it as one line, exit 2."""
 
 
-def add_weights_arguments(parser: argparse.ArgumentParser) -> None:
+def quiet_tensorflow() -> None:
+    """Silences TensorFlow's C++ start-up logs; call before anything imports TensorFlow."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose errors are one `COMMAND: error: ...` line (exit 2), not a usage block."""
+
+    def __init__(self, command: str = "", doc: str = "", **kwargs):
+        if command:
+            kwargs.setdefault("description", doc.split("\n\n")[0])
+            kwargs["prog"] = f"python -m googlenet_jax.{command}"
+        else:  # a subcommand's parser, which argparse builds with its parent's prog
+            command = next(word for word in kwargs["prog"].split() if word.startswith("googlenet_jax."))
+            command = command.removeprefix("googlenet_jax.")
+        self.command = command
+        super().__init__(**kwargs)
+
+    def error(self, message):
+        self.exit(EXIT_BAD_INPUT, f"{self.command}: error: {message}\n")
+
+    def check_output_folder(self, flag: str, path: str | None) -> None:
+        """A one-line error when an output path's folder does not exist (before any work)."""
+        if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            self.error(f"{flag} {path}: its folder does not exist")
+
+    def check_positive(self, flag: str, value: int | None) -> None:
+        if value is not None and value < 1:
+            self.error(f"{flag} must be at least 1, got {value}")
+
+
+def add_weights_arguments(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
     """--weights PATH, --transform_input on|off and --raw_params, read by `load_weights`."""
-    parser.epilog = EPILOG
-    parser.add_argument("--weights", required=True, metavar="PATH", help="the model's weights")
+    parser.epilog = WEIGHTS_EPILOG
+    parser.add_argument("--weights", required=required, metavar="PATH", help="the model's weights")
     parser.add_argument("--transform_input", choices=("on", "off"),
                         help="override the weights' transform_input (on for a torchvision .pth)")
     parser.add_argument("--raw_params", action="store_true",
                         help="for a workdir that kept a Polyak average, use the raw parameters instead")
 
 
-def load_weights(args: argparse.Namespace, **kwargs) -> weights_lib.LoadedModel:
+def transform_input_flag(args: argparse.Namespace) -> bool | None:
+    """--transform_input as None (the weights' own), True or False."""
+    return None if args.transform_input is None else args.transform_input == "on"
+
+
+def load_weights(args: argparse.Namespace, **kwargs):
     """googlenet_jax.load with the options of add_weights_arguments (raises WeightsError)."""
-    transform_input = None if args.transform_input is None else args.transform_input == "on"
-    return weights_lib.load(args.weights, transform_input=transform_input, use_average=not args.raw_params,
-                            **kwargs)
+    from googlenet_jax import weights  # after parsing: keeps --help instant
+
+    return weights.load(args.weights, transform_input=transform_input_flag(args),
+                        use_average=not args.raw_params, **kwargs)
 
 
 def comma_separated(choices: Sequence, cast: Callable = str, what: str = "values") -> Callable[[str], list]:
@@ -41,7 +95,30 @@ def comma_separated(choices: Sequence, cast: Callable = str, what: str = "values
     return parse
 
 
-def check_output_folder(parser: argparse.ArgumentParser, flag: str, path: str | None) -> None:
-    """A one-line usage error when an output path's folder does not exist (before any work)."""
-    if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
-        parser.error(f"{flag} {path}: its folder does not exist")
+def first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def run(command: str, body: Callable[[], int]) -> int:
+    """body()'s exit status; a bad argument or file it raises (UsageError, WeightsError and
+    other ValueErrors, OSError, ImportError) becomes one `COMMAND: error: ...` line and 2."""
+    try:
+        return body()
+    except (ValueError, OSError, ImportError) as error:
+        print(f"{command}: error: {first_line(error)}", file=sys.stderr, flush=True)
+        return EXIT_BAD_INPUT
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`googlenet-jax COMMAND ARGS...`: the console script in front of the seven commands."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        usage = f"usage: googlenet-jax {{{','.join(COMMANDS)}}} [ARGS...]  (COMMAND --help for each)"
+        if argv and argv[0] not in ("-h", "--help"):
+            print(f"googlenet-jax: error: unknown command {argv[0]!r}\n{usage}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        print(usage)
+        return EXIT_OK if argv else EXIT_BAD_INPUT
+    module = importlib.import_module(f"googlenet_jax.{argv[0]}")
+    return module.main(argv[1:])

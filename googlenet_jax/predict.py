@@ -3,40 +3,37 @@
 Prints, per image in argument order, its top-k (rank, probability, index, name). `--json OUT`
 writes the same as a list, one entry per image: `{"image", "top_k": [{"index", "name",
 "probability"}, ...]}`, or `{"image", "error"}` for an image that could not be read.
-`--features OUT.npy` also writes the 1024-d pooled features, one row per image (NaN rows
-for unreadable images). An unreadable image is named on stderr, the others are still
-predicted, and the exit status is 1 at the end. Runs on whatever JAX device is present.
+`--features OUT.npy` also writes one stage's features per image (`--features_stage`, default
+the 1024-d pooled features; NaN rows for unreadable images). An unreadable image is named on
+stderr, the others are still predicted, and the exit status is 2 at the end. Runs on
+whatever JAX device is present.
 """
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # quiet TensorFlow's C++ start-up logs
-
-from googlenet_jax import cli  # noqa: E402
+from googlenet_jax import cli
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m googlenet_jax.predict",
-                                     description=__doc__.split("\n\n")[0])
+def parse_args(argv=None):
+    parser = cli.ArgumentParser("predict", __doc__)
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, ...)")
     cli.add_weights_arguments(parser)
     parser.add_argument("--top_k", type=int, default=5, help="classes per image (default 5)")
     parser.add_argument("--json", metavar="OUT", help="also write the results as JSON to OUT")
     parser.add_argument("--features", metavar="OUT.npy",
-                        help="also write the (N, 1024) pooled features as a .npy file")
+                        help="also write each image's features (--features_stage) as a .npy file")
+    parser.add_argument("--features_stage", default="avgpool", metavar="STAGE",
+                        help="the stage --features writes: avgpool (default: the (N, 1024) pooled features) "
+                             "or a backbone stage such as inception4e ((N, H, W, C))")
     parser.add_argument("--batch_size", type=int, default=32,
                         help="images per batch, over all devices (default 32)")
     args = parser.parse_args(argv)
-    if args.top_k < 1:
-        parser.error(f"--top_k must be at least 1, got {args.top_k}")
-    if args.batch_size < 1:
-        parser.error(f"--batch_size must be at least 1, got {args.batch_size}")
-    cli.check_output_folder(parser, "--json", args.json)
-    cli.check_output_folder(parser, "--features", args.features)
+    parser.check_positive("--top_k", args.top_k)
+    parser.check_positive("--batch_size", args.batch_size)
+    parser.check_output_folder("--json", args.json)
+    parser.check_output_folder("--features", args.features)
     return args
 
 
@@ -49,46 +46,38 @@ def format_predictions(image: str, predictions) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    import numpy as np
-    from googlenet_jax import inference
-    from googlenet_jax.weights import WeightsError
+    cli.quiet_tensorflow()
 
-    try:
+    def body() -> int:
+        import numpy as np  # after parsing: keeps --help instant
+
+        from googlenet_jax import inference
+
         classifier = inference.Classifier(cli.load_weights(args), batch_size=args.batch_size)
-    except (WeightsError, ImportError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-
-    results, features, failed = [], [], 0
-    # Chunk by chunk, so that a long list of large photos never sits decoded in memory.
-    for start in range(0, len(args.images), classifier.batch_size):
-        chunk = args.images[start:start + classifier.batch_size]
-        inputs = inference.preprocess_each(chunk, classifier.info)
-        ok = [i for i, x in enumerate(inputs) if not isinstance(x, inference.ImageError)]
-        size = classifier.info.image_size
-        batch = np.stack([inputs[i] for i in ok]) if ok else np.zeros((0, size, size, 3), np.float32)
-        top = dict(zip(ok, classifier.top_k(classifier.predict(batch), args.top_k)))
-        chunk_features = np.full((len(chunk), inference.FEATURES_DIM), np.nan, np.float32)
-        if args.features:
-            chunk_features[ok] = classifier.features(batch)
-        features.append(chunk_features)
-        for i, image in enumerate(chunk):
-            if i in top:
-                print(format_predictions(image, top[i]), flush=True)
-                results.append({"image": image, "top_k": [p._asdict() for p in top[i]]})
+        stage = args.features_stage if args.features else None
+        results, features, failed = [], [], 0
+        for result in inference.classify_files(classifier, args.images, top_k=args.top_k, features_stage=stage):
+            if result.error is None:
+                print(format_predictions(result.image, result.top_k), flush=True)
+                results.append({"image": result.image, "top_k": [p._asdict() for p in result.top_k]})
             else:
                 failed += 1
-                print(f"error: {inputs[i]}", file=sys.stderr, flush=True)
-                results.append({"image": image, "error": str(inputs[i])})
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
-    if args.features:
-        np.save(args.features, np.concatenate(features))
-    if failed:
-        print(f"error: {failed} of {len(args.images)} image(s) could not be read", file=sys.stderr)
-        return 1
-    return 0
+                print(f"predict: error: {result.error}", file=sys.stderr, flush=True)
+                results.append({"image": result.image, "error": str(result.error)})
+            features.append(result.features)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(results, f, indent=2)
+        if args.features:
+            shape = next((f.shape for f in features if f is not None), None)
+            rows = [f if f is not None else np.full(shape or (0,), np.nan, np.float32) for f in features]
+            np.save(args.features, np.stack(rows))
+        if failed:
+            print(f"predict: error: {failed} of {len(args.images)} image(s) could not be read", file=sys.stderr)
+            return cli.EXIT_BAD_INPUT
+        return cli.EXIT_OK
+
+    return cli.run("predict", body)
 
 
 if __name__ == "__main__":

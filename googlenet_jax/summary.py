@@ -1,391 +1,45 @@
-"""The paper's Table 1 ("Going Deeper with Convolutions", arXiv 1409.4842), computed from our model.
+"""The paper's Table 1 computed from our model: `python -m googlenet_jax.summary [--variant V]
+[--image_size S] [--num_classes N] [--json OUT]`.
 
-    python -m googlenet_jax.summary [--variant torchvision|paper] [--image_size S] [--num_classes N]
-                                    [--json OUT]
-
-    summarize(variant="torchvision", image_size=224, num_classes=1000) -> dict
-
-Every number comes from the model itself, traced abstractly with `jax.eval_shape` (nothing is
-allocated or computed): parameters are the sizes of the real flax parameter tree under each
-row's modules, output sizes and patch sizes are those the traced network produces and uses, and
-multiply-adds (MACs) are out_H * out_W * kh * kw * Cin * Cout per convolution (from its kernel
-shape and its real output size) and in * out per linear layer. MACs count only convolutions and
-linear layers: BatchNorm, LRN, ReLU, pools, biases and the softmax are not counted. Parameters
-include conv biases (paper variant) or BatchNorm scales and offsets (torchvision variant);
-BatchNorm statistics are not parameters. Only the paper's printed params/ops (`PAPER_TABLE1`)
-are data, shown at 224x224 with 1000 classes, the only setting the paper gives them for; they
-are approximate (a few rows disagree with the table's own channel counts).
-
-The result (and `--json OUT`) is {"variant", "image_size", "num_classes", "layers": [...],
-"params", "params_with_aux", "macs", "notes"}: "params" without the auxiliary heads,
-"params_with_aux" with them (null for the paper variant at sizes where its aux heads cannot be
-built, with a note saying why), "macs" per image of the main path. Each layer is a dict: type,
-label, name, modules, patch_size [kh, kw], stride, output_size [H, W, C], depth, the six channel
-columns ch1x1, ch3x3_reduce, ch3x3, ch5x5_reduce, ch5x5, pool_proj (null where Table 1 leaves
-them blank), params, macs, paper_params and paper_ops (the printed K x 1024 and M x 10^6, null
-where the paper gives none).
+Per layer: type, patch size/stride, output size, depth, the six channel columns, parameters and
+multiply-adds (convolutions and linear layers only; not BatchNorm, LRN, ReLU or pools), beside
+the paper's printed figures at 224x224 with 1000 classes, then the totals. `--json OUT` writes
+{"layers": [...], "params", "params_with_aux", "macs", ...} (googlenet_jax/model/table1.py).
 """
-import argparse
-import contextlib
-import functools
-import inspect
+from __future__ import annotations
+
 import json
-import math
 import sys
-from typing import Any, NamedTuple
 
-import flax.linen as nn
-import jax
-import jax.numpy as jnp
-
-from googlenet_jax import layers
-from googlenet_jax import model as model_lib
-
-# Table 1 as printed: params in K (1024 weights), ops in M (10^6 multiply-adds); 224x224, 1000
-# classes. The conv1 row is inconsistent as printed: 7x7x3x64 weights are 9.2K (9.4 thousand)
-# and 118M multiply-adds at 112x112.
-PAPER_TABLE1 = {
-    "conv1": ("2.7K", "34M"), "conv2+conv3": ("112K", "360M"),
-    "inception3a": ("159K", "128M"), "inception3b": ("380K", "304M"),
-    "inception4a": ("364K", "73M"), "inception4b": ("437K", "88M"), "inception4c": ("463K", "100M"),
-    "inception4d": ("580K", "119M"), "inception4e": ("840K", "170M"),
-    "inception5a": ("1072K", "54M"), "inception5b": ("1388K", "71M"),
-    "fc": ("1000K", "1M"),
-}
-PAPER_SETTING = (224, 1000)  # (image_size, num_classes) of the paper's figures
-PAPER_POOL = (3, 2)  # Table 1's max pools are all 3x3/2
-UNITS = {"K": 1024, "M": 10**6}  # the paper's units: K for parameters, M for operations
-
-# Table 1's six channel columns, and the Inception submodule whose kernel width fills each.
-INCEPTION_COLUMNS = dict(zip(model_lib.InceptionChannels._fields, (
-    "branch1x1", "branch3x3_reduce", "branch3x3", "branch5x5_reduce", "branch5x5", "pool_proj")))
-INCEPTION_DEPTH = 2  # Table 1 counts a module as two layers: 1x1 reduce, then 3x3 / 5x5
+from googlenet_jax import cli
+from googlenet_jax.model import architecture, table1
 
 
-class ModuleCall(NamedTuple):
-    """One flax module call seen while tracing: the bound module and its output shape."""
-
-    module: nn.Module
-    output_shape: tuple
-
-
-class PoolCall(NamedTuple):
-    """One `layers.max_pool` call seen while tracing."""
-
-    kernel: int
-    stride: int
-    output_shape: tuple  # NHWC
-
-
-class Trace(NamedTuple):
-    params: Any  # the parameter tree, jax.ShapeDtypeStruct leaves
-    calls: dict  # module path (tuple of names) -> ModuleCall
-    pools: list  # PoolCall, in call order
-
-
-@contextlib.contextmanager
-def _recording_max_pools():
-    """Yields a list that receives a PoolCall for every `layers.max_pool` call made inside.
-
-    Pools are plain functions, which flax's method interceptors cannot see; the model looks
-    `max_pool` up on the layers module at call time, so wrapping that attribute sees them all.
-    """
-    calls, real = [], layers.max_pool
-    signature = inspect.signature(real)
-
-    def recording(*args, **kwargs):
-        arguments = signature.bind(*args, **kwargs).arguments
-        out = real(*args, **kwargs)
-        calls.append(PoolCall(arguments["kernel"], arguments["stride"], tuple(out.shape)))
-        return out
-
-    layers.max_pool = recording
-    try:
-        yield calls
-    finally:
-        layers.max_pool = real
-
-
-def _recording_module_calls(calls: dict):
-    """A flax interceptor context that stores a ModuleCall per module path into `calls`."""
-
-    def record(next_fun, args, kwargs, context):
-        out = next_fun(*args, **kwargs)
-        # A ConvBlock that an Inception module runs merged with others is not called; its
-        # `activate` (everything after the convolution) sees the same output shape.
-        if context.method_name in ("__call__", "activate") and hasattr(out, "shape"):
-            calls[context.module.path] = ModuleCall(context.module, tuple(out.shape))
-        return out
-
-    return nn.intercept_methods(record)
-
-
-def _trace(variant: str, image_size: int, num_classes: int, aux_logits: bool) -> Trace:
-    """Traces `GoogLeNet(...).init` on one (1, S, S, 3) image abstractly; see Trace."""
-    net = model_lib.GoogLeNet(num_classes=num_classes, variant=variant, aux_logits=aux_logits)
-    image = jax.ShapeDtypeStruct((1, image_size, image_size, 3), jnp.float32)
-    calls = {}
-    with _recording_max_pools() as pools, _recording_module_calls(calls):
-        variables = jax.eval_shape(lambda x: net.init(jax.random.key(0), x, train=False), image)
-    return Trace(variables["params"], calls, pools)
-
-
-def _size(tree) -> int:
-    return sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(tree))
-
-
-def _macs(traced: Trace, name: str) -> int:
-    """Multiply-adds of every kernel under top-level module `name`: kernel size x output pixels.
-
-    A conv kernel (kh, kw, Cin, Cout) costs kh*kw*Cin*Cout per output pixel of the module that
-    owns it; a dense kernel (in, out) costs in*out once per image.
-    """
-    total = 0
-    for path, leaf in jax.tree_util.tree_flatten_with_path(traced.params[name])[0]:
-        keys = (name,) + tuple(entry.key for entry in path)
-        if keys[-1] != "kernel":
-            continue
-        owner = keys[:-1]
-        if owner not in traced.calls:  # a ConvBlock's kernel sits in its "conv" parameter holder
-            owner = owner[:-1]
-        out_shape = traced.calls[owner].output_shape
-        if out_shape[-1] != leaf.shape[-1]:
-            raise RuntimeError(f"{'/'.join(keys)}: kernel {leaf.shape} does not match output {out_shape}")
-        total += math.prod(out_shape[1:-1]) * math.prod(leaf.shape)
-    return total
-
-
-def _kernel(traced: Trace, *path: str) -> tuple:
-    """Kernel shape (kh, kw, Cin, Cout) of the ConvBlock at `path`, e.g. ("inception3a", "branch5x5")."""
-    tree = traced.params
-    for name in path:
-        tree = tree[name]
-    return tuple(tree["conv"]["kernel"].shape)
-
-
-def _paper_figures(name: str, image_size: int, num_classes: int) -> dict:
-    """The paper's printed params and ops for a row, as counts; None outside the paper's setting."""
-    printed = PAPER_TABLE1.get(name) if (image_size, num_classes) == PAPER_SETTING else None
-    if printed is None:
-        return {"paper_params": None, "paper_ops": None}
-    params, ops = (round(float(text[:-1]) * UNITS[text[-1]]) for text in printed)
-    return {"paper_params": params, "paper_ops": ops}
-
-
-def _row(kind: str, label: str, name: str, output_shape, *, modules=(), patch=None, stride=None,
-         depth=0, columns=None, traced: Trace, image_size: int, num_classes: int) -> dict:
-    """One Table 1 row; params and macs are summed over `modules` (top-level parameter names)."""
-    row = {"type": kind, "label": label, "name": name, "modules": list(modules),
-           "patch_size": list(patch) if patch else None, "stride": stride,
-           "output_size": list(output_shape[-3:]), "depth": depth}
-    row.update({column: (columns or {}).get(column) for column in INCEPTION_COLUMNS})
-    row["params"] = sum(_size(traced.params[module]) for module in modules)
-    row["macs"] = sum(_macs(traced, module) for module in modules)
-    row.update(_paper_figures(name, image_size, num_classes))
-    return row
-
-
-def _table_rows(traced: Trace, image_size: int, num_classes: int) -> list:
-    """Table 1's rows in order: stem, the Inception stages with their pools, then the head."""
-    row = functools.partial(_row, traced=traced, image_size=image_size, num_classes=num_classes)
-    # The stride-2 pools between stages; each Inception's own 3x3/1 pool is part of its module.
-    stage_pools = [pool for pool in traced.pools if pool.stride > 1]
-    expected = 2 + sum(entry is None for entry in model_lib.INCEPTION_TABLE)
-    if len(stage_pools) != expected:
-        raise RuntimeError(f"expected {expected} stride-2 max pools in the model, traced {len(stage_pools)}")
-    stage_pools = iter(enumerate(stage_pools, start=1))
-
-    def pool_row():
-        index, pool = next(stage_pools)
-        return row("max pool", "max pool", f"pool{index}", pool.output_shape,
-                   patch=(pool.kernel, pool.kernel), stride=pool.stride)
-
-    def conv_row(name, modules, columns=None):
-        last = modules[-1]  # a merged row shows its last convolution's patch, as Table 1 does
-        return row("convolution", "convolution", name, traced.calls[(last,)].output_shape, modules=modules,
-                   patch=_kernel(traced, last)[:2], stride=traced.calls[(last,)].module.stride,
-                   depth=len(modules), columns=columns)
-
-    rows = [conv_row("conv1", ["conv1"]), pool_row(),
-            # Table 1 merges the 1x1 reduce (conv2) and the 3x3 (conv3) into one row of depth 2.
-            conv_row("conv2+conv3", ["conv2", "conv3"],
-                     {"ch3x3_reduce": _kernel(traced, "conv2")[-1], "ch3x3": _kernel(traced, "conv3")[-1]}),
-            pool_row()]
-    for entry in model_lib.INCEPTION_TABLE:
-        if entry is None:
-            rows.append(pool_row())
-            continue
-        name = entry[0]
-        columns = {column: _kernel(traced, name, module)[-1] for column, module in INCEPTION_COLUMNS.items()}
-        rows.append(row("inception", f"inception ({name.removeprefix('inception')})", name,
-                        traced.calls[(name,)].output_shape, modules=[name], depth=INCEPTION_DEPTH,
-                        columns=columns))
-
-    features = rows[-1]["output_size"]
-    pooled = (1, 1, features[-1])
-    rate = next(call.module.rate for path, call in traced.calls.items()
-                if len(path) == 1 and isinstance(call.module, nn.Dropout))
-    logits = (1, 1, traced.calls[("fc",)].output_shape[-1])
-    rows += [row("avg pool", "avg pool", "avgpool", pooled, patch=features[:2], stride=1),  # global
-             row("dropout", f"dropout ({rate:.0%})", "dropout", pooled),
-             row("linear", "linear", "fc", logits, modules=["fc"], depth=1),
-             row("softmax", "softmax", "softmax", logits)]
-    return rows
-
-
-def _notes(traced: Trace, rows: list, variant: str, image_size: int, num_classes: int) -> list:
-    """Where this model departs from Table 1 as printed, read off the traced model."""
-    notes = ["MACs count convolutions and linear layers only (not BatchNorm, LRN, ReLU, pools or biases)."]
-    kernels5x5 = {_kernel(traced, row["name"], "branch5x5")[:2] for row in rows if row["type"] == "inception"}
-    if kernels5x5 != {(5, 5)}:
-        shown = ", ".join(f"{kh}x{kw}" for kh, kw in sorted(kernels5x5))
-        notes.append(f"the '#5x5' branch convolutions are {shown} in this variant, not 5x5 "
-                     f"(torchvision keeps them for its released weights).")
-    for before, row in zip(rows, rows[1:]):
-        if row["type"] == "max pool" and (row["patch_size"][0], row["stride"]) != PAPER_POOL:
-            notes.append(f"the max pool after {before['label']} is {_patch_text(row)} "
-                         f"(the paper's: {PAPER_POOL[0]}x{PAPER_POOL[0]}/{PAPER_POOL[1]}).")
-    paths = [path for path, _ in jax.tree_util.tree_flatten_with_path(traced.params)[0]]
-    if any(entry.key == "bn" for path in paths for entry in path):
-        notes.append("convolutions carry BatchNorm scales and offsets (2 per channel) instead of biases.")
-    if model_lib.VARIANTS[variant].lrn:
-        notes.append("LRN after pool1 and after conv3 has no parameters and no row, as in Table 1.")
-    notes.append("params here include every bias and BatchNorm term; Table 1's K is 1024 parameters, "
-                 "its M 10^6 multiply-adds.")
-    if (image_size, num_classes) == PAPER_SETTING:
-        notes.append("the paper's conv1 row is inconsistent as printed (7x7x3x64 weights: 9.2K, 118M).")
-    else:
-        notes.append("the paper's figures are for 224x224 and 1000 classes only: not shown.")
-    return notes
-
-
-def summarize(variant: str = "torchvision", image_size: int = 224, num_classes: int = 1000) -> dict:
-    """Table 1 for GoogLeNet(variant, num_classes) on a square image_size input (see the module doc).
-
-    Raises ValueError for an unknown variant, an image below the variant's minimum input size,
-    or a non-positive class count.
-    """
-    if variant not in model_lib.VARIANTS:
-        raise ValueError(f"variant must be one of {sorted(model_lib.VARIANTS)}, got {variant!r}")
-    smallest = model_lib.min_input_size(variant)
-    if image_size < smallest:
-        raise ValueError(
-            f"image_size {image_size} is below the {variant} variant's minimum input of {smallest}")
-    if num_classes < 1:
-        raise ValueError(f"num_classes must be positive, got {num_classes}")
-
-    traced = _trace(variant, image_size, num_classes, aux_logits=False)
-    rows = _table_rows(traced, image_size, num_classes)
-    params = _size(traced.params)
-    if params != sum(row["params"] for row in rows):
-        raise RuntimeError("some parameters of the model belong to no Table 1 row")
-    notes = _notes(traced, rows, variant, image_size, num_classes)
-    try:
-        params_with_aux = _size(_trace(variant, image_size, num_classes, aux_logits=True).params)
-    except ValueError as error:  # the paper variant's aux heads exist only for 224-like inputs
-        params_with_aux = None
-        notes.append(f"params_with_aux is null: {str(error).splitlines()[0]}")
-    return {"variant": variant, "image_size": image_size, "num_classes": num_classes, "layers": rows,
-            "params": params, "params_with_aux": params_with_aux,
-            "macs": sum(row["macs"] for row in rows), "notes": notes}
-
-
-def _short(count: int, unit: str) -> str:
-    """A count in the paper's style: 2.7K, 159K, 360M (one decimal below 10, two digits below 1); 0: ""."""
-    if not count:
-        return ""
-    value = count / UNITS[unit]
-    text = f"{value:.0f}" if value >= 10 else f"{value:.1f}" if value >= 1 else f"{value:.2g}"
-    return text + unit
-
-
-def _patch_text(row: dict) -> str:
-    """Patch size/stride as Table 1 prints it ("7x7/2"); "" for a row without one."""
-    return f"{row['patch_size'][0]}x{row['patch_size'][1]}/{row['stride']}" if row["patch_size"] else ""
-
-
-def _printed(row: dict, index: int) -> str:
-    """The paper's params (index 0) or ops (1) for a row exactly as printed, where the row has them."""
-    return PAPER_TABLE1[row["name"]][index] if row["paper_params"] is not None else ""
-
-
-CHANNEL_HEADERS = (("#1x1", ""), ("#3x3", "reduce"), ("#3x3", ""), ("#5x5", "reduce"), ("#5x5", ""),
-                   ("pool", "proj"))
-COLUMNS = (  # (two-line header, row -> text, left-aligned)
-    (("type", ""), lambda r: r["label"], True),
-    (("patch size/", "stride"), _patch_text, True),
-    (("output", "size"), lambda r: "x".join(map(str, r["output_size"])), True),
-    (("depth", ""), lambda r: str(r["depth"]), False),
-    *((header, lambda r, c=column: "" if r[c] is None else str(r[c]), False)
-      for column, header in zip(INCEPTION_COLUMNS, CHANNEL_HEADERS)),
-    (("params", ""), lambda r: _short(r["params"], "K"), False),
-    (("ops", "(MACs)"), lambda r: _short(r["macs"], "M"), False),
-    (("paper", "params"), lambda r: _printed(r, 0), False),
-    (("paper", "ops"), lambda r: _printed(r, 1), False),
-)
-
-
-def format_table(summary: dict) -> str:
-    """The summary as Table 1 (text), followed by the totals and the notes."""
-    columns = COLUMNS if any(r["paper_params"] is not None for r in summary["layers"]) else COLUMNS[:-2]
-    cells = [[text(row) for _, text, _ in columns] for row in summary["layers"]]
-    headers = [header for header, _, _ in columns]
-    widths = [max(len(header[0]), len(header[1]), *(len(line[i]) for line in cells))
-              for i, header in enumerate(headers)]
-
-    def line(texts):
-        return "  ".join(text.ljust(width) if left else text.rjust(width)
-                         for text, width, (_, _, left) in zip(texts, widths, columns)).rstrip()
-
-    size = summary["image_size"]
-    with_aux = "n/a" if summary["params_with_aux"] is None else f"{summary['params_with_aux']:,}"
-    out = [f"GoogLeNet, {summary['variant']} variant, {size}x{size} input, {summary['num_classes']} classes",
-           "", line([h[0] for h in headers]), line([h[1] for h in headers])]
-    out += [line(texts) for texts in cells]
-    out += ["", f"params: {summary['params']:,} without the auxiliary heads, {with_aux} with them",
-            f"multiply-adds per {size}x{size} image: {summary['macs']:,} ({summary['macs'] / 1e9:.3f} G)", ""]
-    out += [f"note: {note}" for note in summary["notes"]]
-    return "\n".join(out)
-
-
-class _OneLineErrorParser(argparse.ArgumentParser):
-    """Bad arguments end with one `error: ...` line on stderr (exit status 2), not a usage block."""
-
-    def error(self, message):
-        self.exit(2, f"error: {message}\n")
-
-
-def main(argv=None) -> int:
-    parser = _OneLineErrorParser(
-        prog="python -m googlenet_jax.summary",
-        description="The paper's Table 1 computed from our model: per layer its type, patch size/stride, "
-                    "output size, depth, channel columns, parameters and multiply-adds (convolutions and "
-                    "linear layers only; not BatchNorm, LRN, ReLU or pools), beside the paper's printed "
-                    "figures at 224x224 with 1000 classes, then the totals.")
-    parser.add_argument("--variant", default="torchvision", choices=sorted(model_lib.VARIANTS),
+def parse_args(argv=None):
+    parser = cli.ArgumentParser("summary", __doc__, description=" ".join(__doc__.split("\n\n")[:2]))
+    parser.add_argument("--variant", default="torchvision", choices=sorted(architecture.VARIANTS),
                         help="model variant (default: torchvision)")
     parser.add_argument("--image_size", type=int, default=224, help="square input side (default: 224)")
     parser.add_argument("--num_classes", type=int, default=1000, help="classifier outputs (default: 1000)")
     parser.add_argument("--json", metavar="OUT",
                         help='also write {"layers": [...], "params", "params_with_aux", "macs", ...} to OUT')
     args = parser.parse_args(argv)
-    try:
-        summary = summarize(args.variant, args.image_size, args.num_classes)
-    except ValueError as error:
-        return _fail(str(error))
-    if args.json:
-        try:
+    parser.check_output_folder("--json", args.json)
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+
+    def body() -> int:
+        summary = table1.summarize(args.variant, args.image_size, args.num_classes)
+        if args.json:
             with open(args.json, "w") as file:
                 json.dump(summary, file, indent=2)
-        except OSError as error:
-            return _fail(f"cannot write {args.json}: {error.strerror or error}")
-    print(format_table(summary))
-    return 0
+        print(table1.format_table(summary))
+        return cli.EXIT_OK
 
-
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 1
+    return cli.run("summary", body)
 
 
 if __name__ == "__main__":

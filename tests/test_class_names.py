@@ -4,7 +4,7 @@ import os
 import tensorflow_datasets as tfds
 from torchvision.models import GoogLeNet_Weights
 
-from googlenet_jax import class_names
+from googlenet_jax.weights import class_names
 
 
 def test_wordnet_ids_are_tfds_imagenet2012_labels_in_order():

@@ -5,6 +5,7 @@ orders of summation cannot hide a wrong tap, transpose or padding. Each of conv2
 paths is covered: 1x1 as a matrix product, the per-tap kernel gradient (maps of 56x56 and
 more), XLA's own gradient (smaller maps) and the strided stem.
 """
+import dataclasses
 import functools
 
 import flax.linen as nn
@@ -14,8 +15,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from googlenet_jax import convolution
-from googlenet_jax.model import ConvBlock, Inception, InceptionChannels
+from googlenet_jax.model import ComputeForms, ConvBlock, GoogLeNet, Inception, InceptionChannels, convolution, layers
 
 
 def _reference_conv(x, kernel, stride, padding):
@@ -117,3 +117,56 @@ def test_merged_1x1_convolutions_equal_separate_ones_with_the_same_parameters():
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12), grads, want_grads)
         eval_out = merged.apply(variables, x, train=False)
         np.testing.assert_allclose(eval_out, separate.apply(variables, x, train=False), rtol=1e-12)
+
+
+@pytest.mark.parametrize("size,kernel,stride,padding", [(9, 3, 2, 0), (8, 3, 2, 0), (7, 3, 1, 1), (8, 2, 2, 0)])
+def test_both_max_pool_forms_give_the_same_values_and_gradients(size, kernel, stride, padding):
+    """The separable max pool against XLA's 2-D reduce_window, ceil mode and padding included;
+    distinct values, so no tie decides a gradient."""
+    with jax.enable_x64(True):
+        x = jnp.asarray(np.random.default_rng(size).permutation(2 * size * size * 3).reshape(2, size, size, 3),
+                        jnp.float64)
+        weights = jnp.asarray(np.random.default_rng(1).standard_normal(
+            layers.max_pool(x, kernel, stride, padding).shape))
+
+        def loss(x, separable):
+            return jnp.sum(layers.max_pool(x, kernel, stride, padding, separable=separable) * weights)
+
+        np.testing.assert_array_equal(layers.max_pool(x, kernel, stride, padding, separable=True),
+                                      layers.max_pool(x, kernel, stride, padding, separable=False))
+        np.testing.assert_allclose(jax.grad(loss)(x, True), jax.grad(loss)(x, False), rtol=1e-12)  # sum order
+
+
+def _primitives(forms: ComputeForms) -> list[str]:
+    """The primitives of a traced eval-mode GoogLeNet built with `forms` (tracing only)."""
+    model = GoogLeNet(num_classes=10, aux_logits=False, forms=forms)
+    x = jnp.zeros((1, 32, 32, 3))
+    variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), x)
+    jaxpr = jax.make_jaxpr(lambda v, x: model.apply(v, x, train=False))(variables, x)
+    found = []
+
+    def walk(jaxpr):
+        for equation in jaxpr.eqns:
+            found.append(equation.primitive.name)
+            for param in equation.params.values():
+                for inner in param if isinstance(param, (list, tuple)) else [param]:
+                    if hasattr(inner, "jaxpr"):
+                        walk(inner.jaxpr if hasattr(inner.jaxpr, "eqns") else inner.jaxpr.jaxpr)
+    walk(jaxpr.jaxpr)
+    return found
+
+
+def test_compute_forms_switch_what_the_network_is_built_from():
+    """Each ComputeForms field changes the computation it names, and only that one: the plain
+    forms are XLA's reduce_window pools, three 1x1 convolutions per Inception module, and
+    convolutions without the CPU branch."""
+    plain = ComputeForms(merged_1x1=False, separable_max_pool=False, cpu_conv_gradients=False)
+    base = _primitives(plain)
+    merged = _primitives(dataclasses.replace(plain, merged_1x1=True))
+    separable = _primitives(dataclasses.replace(plain, separable_max_pool=True))
+    cpu = _primitives(dataclasses.replace(plain, cpu_conv_gradients=True))
+    convolutions = base.count("conv_general_dilated")
+    assert convolutions == 3 + 9 * 6  # the stem and six per Inception module
+    assert merged.count("conv_general_dilated") == convolutions - 9 * 2
+    assert base.count("reduce_window_max") == 4 + 9 and "reduce_window_max" not in separable
+    assert "platform_index" not in base and "platform_index" in cpu

@@ -4,6 +4,7 @@ import pytest
 import tensorflow as tf
 
 from googlenet_jax.data import crops
+from googlenet_jax.model.input_spec import eval_resize_size
 
 
 def _views(views):
@@ -27,13 +28,14 @@ def test_center_crop_box_portrait_375x500():
 def test_center_crop_with_a_given_resize_size_500x375():
     # Shorter side 375 -> 224 makes the longer side floor(500 * 224 / 375) = 298; the
     # centered 224 box starts at (298 - 224) // 2 = 37: the whole height is kept.
-    assert _views(crops.center_crop_views(H, W, 224, resize_size=224)) == [((224, 298), (0, 37, 224, 224), False, False)]
+    assert _views(crops.center_crop_views(H, W, 224, resize_size=224)) == [
+        ((224, 298), (0, 37, 224, 224), False, False)]
 
 
 def test_eval_resize_size_scales_with_image_size():
-    assert crops.eval_resize_size(224) == 256
-    assert crops.eval_resize_size(64) == 73  # 64 * 256 / 224 = 73.14
-    assert crops.eval_resize_size(299) == 342  # 341.7
+    assert eval_resize_size(224) == 256
+    assert eval_resize_size(64) == 73  # 64 * 256 / 224 = 73.14
+    assert eval_resize_size(299) == 342  # 341.7
 
 
 def test_ten_crop_boxes_500x375():

@@ -26,10 +26,10 @@ def _write(path, colour, fmt="PNG", mode="RGB", size=(6, 5)):
     image.save(path, fmt, **({"quality": 100} if fmt == "JPEG" else {}))
 
 
-def make_folder(root, sizes={"train": 10, "test": 11}, classes=("b_cat", "a_dog", "c_emu")):
+def make_folder(root, sizes=(("train", 10), ("test", 11)), classes=("b_cat", "a_dog", "c_emu")):
     """Returns {split: [(path, colour, label)]}; labels follow sorted class names."""
     written = {}
-    for split, n in sizes.items():
+    for split, n in sizes:
         written[split] = []
         for i in range(n):
             name = classes[i % len(classes)]
@@ -85,7 +85,7 @@ def test_jpeg_png_gray_rgba_all_become_rgb(tmp_path):
 
 def test_corrupt_and_truncated_images_are_skipped_with_warnings(tmp_path, caplog):
     root = str(tmp_path)
-    make_folder(root, {"train": 6})
+    make_folder(root, (("train", 6),))
     good = io.BytesIO()
     Image.new("RGB", (40, 30), (1, 2, 3)).save(good, "JPEG")
     with open(f"{root}/train/a_dog/truncated.jpg", "wb") as f:

@@ -13,13 +13,16 @@ import os
 import tarfile
 
 import numpy as np
-import photos
 import pytest
 import tensorflow_datasets as tfds
-from conftest import run_command
 from PIL import Image
 
 from googlenet_jax import data
+
+import helpers
+from helpers import run_command
+
+pytestmark = pytest.mark.slow  # subprocesses and training runs
 
 TRAIN_TAR, VAL_TAR = "ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar"
 _TFDS_IMAGENET = os.path.join(os.path.dirname(tfds.__file__), "datasets", "imagenet2012")
@@ -66,7 +69,7 @@ def _expected_label(file_name):
 def _crop(photo, width, height, seed):
     """A random crop of a scikit-image sample photo, resized to width x height, as RGB uint8."""
     rng = np.random.default_rng(seed)
-    image = Image.open(photos.path(photo)).convert("RGB")
+    image = Image.open(helpers.photo(photo)).convert("RGB")
     side = int(min(image.size) * rng.uniform(0.3, 0.8))
     left = int(rng.integers(0, image.size[0] - side))
     top = int(rng.integers(0, image.size[1] - side))

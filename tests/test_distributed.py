@@ -2,7 +2,7 @@
 import pytest
 from ml_collections import ConfigDict
 
-from googlenet_jax.training.config_validation import ConfigError
+from googlenet_jax.training.config import ConfigError
 from googlenet_jax.training.distributed import process_setup
 
 

@@ -19,8 +19,11 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import REPO
-from googlenet_jax.training.checkpointing import restore_as_numpy
+from googlenet_jax.weights.files import restore_as_numpy
+
+from helpers import REPO
+
+pytestmark = pytest.mark.slow  # subprocesses and training runs
 
 STEPS = 8
 RUN = ["--config.image_size=32", "--config.batch_size=16", "--config.eval_batch_size=40",

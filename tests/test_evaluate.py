@@ -3,8 +3,11 @@ import json
 
 import pytest
 
-from conftest import run_command
 from googlenet_jax import evaluate
+
+from helpers import run_command
+
+pytestmark = pytest.mark.slow  # subprocesses and training runs
 
 
 def _evaluate(*args, check=True):
@@ -48,14 +51,14 @@ def _main_error(capsys, *args) -> str:
     """evaluate.main in this process: the exit status must be 2 and stderr one error line."""
     assert evaluate.main(list(map(str, args))) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: ")
+    assert len(err) == 1 and err[0].startswith("evaluate: error: ")
     return err[0]
 
 
 def test_pth_weights_on_an_image_folder_with_the_wrong_class_count(torchvision_pth, photo_folder, capsys):
     assert _main_error(capsys, "--weights", torchvision_pth[0], "--dataset", "image_folder",
                        "--data_dir", photo_folder) == (
-        "error: the weights have 1000 classes but dataset 'image_folder' has 3")
+        "evaluate: error: the weights have 1000 classes but dataset 'image_folder' has 3")
 
 
 def test_pth_weights_need_a_dataset(torchvision_pth, capsys):

@@ -5,9 +5,13 @@ import sys
 
 import jax
 import numpy as np
+import pytest
 
 import googlenet_jax
-from conftest import run_command
+
+from helpers import run_command
+
+pytestmark = pytest.mark.slow  # subprocesses and training runs
 
 # Run with only jax and numpy: googlenet_jax is made unimportable first.
 LOADER = """

@@ -12,16 +12,16 @@ import jax
 import numpy as np
 import pytest
 import torch
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from PIL import Image
 from torchvision.models import GoogLeNet_Weights
 
 import googlenet_jax
-import photos
-import torch_reference
 from googlenet_jax import inference
-from googlenet_jax.normalization import IMAGENET_STD
+from googlenet_jax.model.input_spec import IMAGENET_STD
 
-TORCHVISION_TRANSFORM = GoogLeNet_Weights.IMAGENET1K_V1.transforms()
+import helpers
+
 PIXEL_STD = 255.0 * np.array(IMAGENET_STD)  # normalised units -> 0..255 gray levels
 # Bounds on |ours - torchvision| in gray levels (see the module docstring for the measurement).
 MAX_LEVELS, MEAN_LEVELS = 1.5, 0.4
@@ -32,16 +32,11 @@ def classifier(torchvision_pth):
     return googlenet_jax.Classifier(torchvision_pth[0], batch_size=8)
 
 
-def _torchvision_input(image: Image.Image) -> np.ndarray:
-    """torchvision's eval transform of a PIL image, as NHWC numpy (1, 224, 224, 3)."""
-    return TORCHVISION_TRANSFORM(image).numpy().transpose(1, 2, 0)[None]
-
-
 @pytest.mark.parametrize("name", ["rocket", "cat", "coffee", "hubble", "camera"])
 def test_preprocessing_matches_torchvisions_transform_within_rounding(classifier, name):
-    image = Image.open(photos.path(name)).convert("RGB")
-    expected = _torchvision_input(image)[0]
-    for source in (image, photos.path(name)):  # decoded by PIL, and our own file decoding
+    image = Image.open(helpers.photo(name)).convert("RGB")
+    expected = helpers.torchvision_eval_input(image)[0]
+    for source in (image, helpers.photo(name)):  # decoded by PIL, and our own file decoding
         levels = np.abs(classifier.preprocess(source)[0] - expected) * PIXEL_STD
         assert levels.max() <= MAX_LEVELS, (name, levels.max())
         assert levels.mean() <= MEAN_LEVELS, (name, levels.mean())
@@ -53,17 +48,17 @@ def test_center_crop_offsets_round_half_to_even_like_torchvision(classifier, wid
     # differs between candidate rules: (343 - 224) / 2 = 59.5 rounds to 60, not floor's 59.
     pixels = np.random.default_rng(width).integers(0, 256, (256, width, 3), dtype=np.uint8)
     for array in (pixels, pixels.transpose(1, 0, 2)):
-        expected = _torchvision_input(Image.fromarray(np.ascontiguousarray(array)))
+        expected = helpers.torchvision_eval_input(Image.fromarray(np.ascontiguousarray(array)))
         np.testing.assert_allclose(classifier.preprocess(array), expected, atol=1e-5)
 
 
 def test_top5_and_probabilities_match_torchvision_on_real_photos(classifier, torchvision_pth):
     _, net = torchvision_pth
     names = ["rocket", "cat", "coffee", "astronaut", "hubble"]
-    results = classifier(photos.paths(*names), top_k=5)
+    results = classifier(helpers.photos(*names), top_k=5)
     for name, top in zip(names, results):
         with torch.no_grad():
-            logits = net(torch.from_numpy(_torchvision_input(Image.open(photos.path(name)).convert("RGB"))
+            logits = net(torch.from_numpy(helpers.torchvision_eval_input(Image.open(helpers.photo(name)).convert("RGB"))
                                           .transpose(0, 3, 1, 2).copy()))
         expected = torch.softmax(logits, -1)[0].numpy()
         assert [p.index for p in top] == list(np.argsort(-expected)[:5]), name
@@ -74,8 +69,8 @@ def test_top5_and_probabilities_match_torchvision_on_real_photos(classifier, tor
 
 def test_features_are_torchvisions_pooled_features(classifier, torchvision_pth):
     _, net = torchvision_pth
-    batch = np.concatenate([_torchvision_input(Image.open(p).convert("RGB"))
-                            for p in photos.paths("cat", "rocket")])
+    batch = np.concatenate([helpers.torchvision_eval_input(Image.open(p).convert("RGB"))
+                            for p in helpers.photos("cat", "rocket")])
     captured = {}
     hook = net.avgpool.register_forward_hook(lambda m, i, o: captured.setdefault("x", o.flatten(1)))
     with torch.no_grad():
@@ -83,11 +78,11 @@ def test_features_are_torchvisions_pooled_features(classifier, torchvision_pth):
     hook.remove()
     ours = classifier.features(batch)
     assert ours.shape == (2, 1024)
-    assert torch_reference.relative_error(ours, captured["x"].numpy()) < 1e-5
+    assert helpers.relative_error(ours, captured["x"].numpy()) < 1e-5
 
 
 def test_every_image_kind_gives_the_same_input(classifier):
-    path = photos.path("cat")
+    path = helpers.photo("cat")
     rgb = Image.open(path).convert("RGB")
     pixels = np.asarray(rgb)
     expected = classifier.preprocess(path)
@@ -95,10 +90,10 @@ def test_every_image_kind_gives_the_same_input(classifier):
     for image in (rgb, rgb.convert("RGBA"), pixels, rgba, [pixels], pixels[None]):
         np.testing.assert_array_equal(classifier.preprocess(image), expected)
     np.testing.assert_allclose(classifier.preprocess(pixels / 255.0), expected, atol=1e-4)
-    gray = np.asarray(Image.open(photos.path("camera")))
+    gray = np.asarray(Image.open(helpers.photo("camera")))
     assert gray.ndim == 2
     as_rgb = classifier.preprocess(np.repeat(gray[..., None], 3, -1))
-    for image in (gray, gray[..., None], Image.fromarray(gray), photos.path("camera")):
+    for image in (gray, gray[..., None], Image.fromarray(gray), helpers.photo("camera")):
         np.testing.assert_array_equal(classifier.preprocess(image), as_rgb)
     cmyk = rgb.convert("CMYK")
     np.testing.assert_array_equal(classifier.preprocess(cmyk), classifier.preprocess(cmyk.convert("RGB")))
@@ -149,18 +144,19 @@ def test_eight_devices_shard_the_batch_and_agree_with_one(torchvision_pth):
     batch = np.random.default_rng(1).standard_normal((5, 32, 32, 3)).astype(np.float32)
     np.testing.assert_allclose(many.predict(batch), one.predict(batch), rtol=1e-5, atol=1e-7)
     padded = np.zeros((8, 32, 32, 3), np.float32)
-    out = many.predict_fn(many.variables, jax.device_put(padded, many._batch_sharding))
+    sharding = NamedSharding(Mesh(np.array(many.devices), ("batch",)), PartitionSpec("batch"))
+    out = many.predict_fn(many.variables, jax.device_put(padded, sharding))
     assert len(out.sharding.device_set) == 8
 
 
 def test_paper_weights_use_the_caffe_mean_pixel(tmp_path):
-    net = torch_reference.build("paper", aux_logits=False, seed=4).eval()
+    net = helpers.torch_reference("paper", aux_logits=False, seed=4).eval()
     torch.save(net.state_dict(), tmp_path / "paper.pth")
     clf = googlenet_jax.Classifier(tmp_path / "paper.pth")
     assert clf.info.normalization == "paper" and not clf.info.transform_input
-    image = Image.open(photos.path("coffee")).convert("RGB")
+    image = Image.open(helpers.photo("coffee")).convert("RGB")
     # Caffe's preprocessing by hand: torchvision's resize and crop, then minus the mean pixel.
-    resized = TORCHVISION_TRANSFORM.__class__(crop_size=224, resize_size=256, mean=(0, 0, 0), std=(1, 1, 1))
+    resized = GoogLeNet_Weights.IMAGENET1K_V1.transforms(mean=(0, 0, 0), std=(1, 1, 1))  # 256, then 224
     pixels = resized(image).numpy().transpose(1, 2, 0)[None] * 255.0 - np.array([123.0, 117.0, 104.0])
     with torch.no_grad():
         expected = torch.softmax(net(torch.from_numpy(pixels.transpose(0, 3, 1, 2).astype(np.float32))), -1)

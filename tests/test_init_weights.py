@@ -1,32 +1,36 @@
 """config.init_weights: fine-tuning a 1000-class torchvision .pth onto a 3-class image folder.
 
-The run (conftest.finetuned_workdir) trains 2 steps with learning rate 0, so every weight
-taken from the .pth must be in the checkpoint unchanged, and only the classifiers new.
+The run is conftest's `finetuned_workdir`; that the weights it loads are the .pth's, bit for
+bit, is checked on its frozen stages in tests/test_freeze.py. Here: the classifiers are new,
+and bad weights fail before training.
 """
-import numpy as np
+import pytest
 from flax import traverse_util
 
-import torch_reference
-from conftest import FINETUNE_ARGS, run_command
 from googlenet_jax import convert
-from googlenet_jax.training import checkpointing
+from googlenet_jax.weights import files
+
+import helpers
+from helpers import FINETUNE_ARGS, run_command
+
+pytestmark = pytest.mark.slow  # subprocesses and training runs
 
 
 def _checkpoint(workdir, step=2):
-    return checkpointing.restore_as_numpy(f"{workdir}/checkpoints/{step}/{checkpointing.ITEM_DIR}")
+    return files.restore_as_numpy(f"{workdir}/checkpoints/{step}/{files.ITEM_DIR}")
 
 
-def test_matching_weights_come_from_the_pth_and_classifiers_are_new(finetuned_workdir, torchvision_pth):
+def test_the_classifiers_are_new_for_the_class_count(finetuned_workdir, torchvision_pth):
     workdir, stdout = finetuned_workdir
     source = traverse_util.flatten_dict(
-        convert.torchvision_to_flax(torch_reference.state_dict_numpy(torchvision_pth[1]))["params"])
+        convert.torchvision_to_flax(helpers.state_dict_numpy(torchvision_pth[1]))["params"])
     params = traverse_util.flatten_dict(_checkpoint(workdir)["params"])
     classifiers = {("fc",), ("aux1", "fc2"), ("aux2", "fc2")}
     for key, value in params.items():
         if key[:-1] in classifiers:
-            assert value.shape[-1] == 3 or key[-1] == "bias" and value.shape == (3,), key
+            assert value.shape[-1] == 3, key
         else:
-            np.testing.assert_array_equal(value, source[key], err_msg="/".join(key))
+            assert value.shape == source[key].shape, key
     assert params[("fc", "kernel")].shape == (1024, 3)
     assert "init_weights: freshly initialised for 3 classes instead of 1000: aux1/fc2, aux2/fc2, fc" in stdout
 
@@ -43,7 +47,7 @@ def test_bad_init_weights_fail_in_one_line_before_training(tmp_path, photo_folde
 
 def test_weights_of_the_other_variant_are_refused(tmp_path, photo_folder):
     import torch
-    torch.save(torch_reference.build("paper", aux_logits=False).state_dict(), tmp_path / "paper.pth")
+    torch.save(helpers.torch_reference("paper", aux_logits=False).state_dict(), tmp_path / "paper.pth")
     proc = run_command(["train.py", *FINETUNE_ARGS, f"--config.data_dir={photo_folder}",
                         f"--config.init_weights={tmp_path / 'paper.pth'}", "--workdir", tmp_path / "w"],
                        check=False)

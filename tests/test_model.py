@@ -1,4 +1,8 @@
-"""The model's contract: shapes, dtypes, parameter counts, initialisation and input errors."""
+"""The model's contract: shapes, dtypes, parameter counts, initialisation and input errors.
+
+Shapes, dtypes and errors are read off the traced model (`jax.eval_shape`, nothing compiled);
+the initialisation tests draw real values.
+"""
 import functools
 
 import chex
@@ -9,15 +13,28 @@ import numpy as np
 import pytest
 
 from googlenet_jax import GoogLeNet, GoogLeNetOutputs
-from googlenet_jax import layers
+from googlenet_jax.model import layers
 
 SMALL = 32  # smallest size both variants accept comfortably; the paper's aux heads need 224
 
 
 @functools.lru_cache(maxsize=None)
 def _init(net, size=SMALL, batch=2):
-    """Variables of `net` (flax modules are hashable), shared by the tests that use the same net."""
-    return net.init(jax.random.key(0), jnp.zeros((batch, size, size, 3)), train=False)
+    """The variables' shapes and dtypes (flax modules are hashable: shared by tests of one net)."""
+    return jax.eval_shape(functools.partial(net.init, train=False), jax.random.key(0),
+                          jax.ShapeDtypeStruct((batch, size, size, 3), jnp.float32))
+
+
+def _params(net, size):
+    """Real initial parameters (init compiled once: faster than op by op)."""
+    init = jax.jit(functools.partial(net.init, train=False))
+    return init(jax.random.key(0), jnp.zeros((1, size, size, 3)))["params"]
+
+
+def _apply(net, variables, shape, **kwargs):
+    """The traced output of net.apply on an input of `shape`: shapes and dtypes only."""
+    return jax.eval_shape(functools.partial(net.apply, **kwargs), variables,
+                          jax.ShapeDtypeStruct(shape, jnp.float32))
 
 
 def _count(tree) -> int:
@@ -37,7 +54,7 @@ def test_parameter_counts_match_reference_figures(variant, aux, expected):
 def test_eval_returns_float32_logits_and_no_aux_outputs():
     net = GoogLeNet(num_classes=10)
     variables = _init(net)
-    logits = net.apply(variables, jnp.ones((3, SMALL, SMALL, 3)), train=False)
+    logits = _apply(net, variables, (3, SMALL, SMALL, 3), train=False)
     chex.assert_shape(logits, (3, 10))
     chex.assert_type(logits, jnp.float32)
 
@@ -45,7 +62,7 @@ def test_eval_returns_float32_logits_and_no_aux_outputs():
 def test_train_returns_main_and_both_aux_logits():
     net = GoogLeNet(num_classes=10)
     variables = _init(net)
-    outputs, updates = net.apply(variables, jnp.ones((3, SMALL, SMALL, 3)), train=True,
+    outputs, updates = _apply(net, variables, (3, SMALL, SMALL, 3), train=True,
                                  mutable=["batch_stats"], rngs={"dropout": jax.random.key(1)})
     assert isinstance(outputs, GoogLeNetOutputs)
     chex.assert_shape(list(outputs), (3, 10))
@@ -56,7 +73,7 @@ def test_without_aux_heads_train_returns_plain_logits_and_no_aux_params():
     net = GoogLeNet(num_classes=10, aux_logits=False)
     variables = _init(net)
     assert "aux1" not in variables["params"] and "aux2" not in variables["params"]
-    logits, _ = net.apply(variables, jnp.ones((2, SMALL, SMALL, 3)), train=True,
+    logits, _ = _apply(net, variables, (2, SMALL, SMALL, 3), train=True,
                           mutable=["batch_stats"], rngs={"dropout": jax.random.key(1)})
     chex.assert_shape(logits, (2, 10))
 
@@ -65,7 +82,7 @@ def test_paper_variant_has_no_batch_stats_and_needs_no_mutable():
     net = GoogLeNet(num_classes=10, variant="paper", aux_logits=False)
     variables = _init(net)
     assert set(variables) == {"params"}
-    logits = net.apply(variables, jnp.ones((2, SMALL, SMALL, 3)), train=True, rngs={"dropout": jax.random.key(1)})
+    logits = _apply(net, variables, (2, SMALL, SMALL, 3), train=True, rngs={"dropout": jax.random.key(1)})
     chex.assert_shape(logits, (2, 10))
 
 
@@ -73,23 +90,24 @@ def test_bfloat16_compute_keeps_float32_params_and_float32_logits():
     net = GoogLeNet(num_classes=10, dtype=jnp.bfloat16)
     variables = _init(net)
     assert {x.dtype for x in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}
-    outputs, updates = net.apply(variables, jnp.ones((2, SMALL, SMALL, 3)), train=True,
+    outputs, updates = _apply(net, variables, (2, SMALL, SMALL, 3), train=True,
                                  mutable=["batch_stats"], rngs={"dropout": jax.random.key(1)})
     chex.assert_type(list(outputs), jnp.float32)
     assert {x.dtype for x in jax.tree.leaves(updates)} == {jnp.dtype(jnp.float32)}
     # The convolutions really run in bfloat16.
-    hlo = jax.jit(lambda v, x: net.apply(v, x, train=False)).lower(variables, jnp.ones((2, SMALL, SMALL, 3))).as_text()
+    hlo = jax.jit(functools.partial(net.apply, train=False)).lower(
+        variables, jax.ShapeDtypeStruct((2, SMALL, SMALL, 3), jnp.float32)).as_text()
     assert "bf16" in hlo
 
 
 def test_dropout_needs_an_rng_only_when_its_rate_is_above_zero():
-    x = jnp.ones((2, SMALL, SMALL, 3))
+    shape = (2, SMALL, SMALL, 3)
     net = GoogLeNet(num_classes=10)
     variables = _init(net)
     with pytest.raises(Exception, match="dropout"):
-        net.apply(variables, x, train=True, mutable=["batch_stats"])
+        _apply(net, variables, shape, train=True, mutable=["batch_stats"])
     no_dropout = GoogLeNet(num_classes=10, dropout_rate=0.0, aux_dropout_rate=0.0)
-    no_dropout.apply(variables, x, train=True, mutable=["batch_stats"])
+    _apply(no_dropout, variables, shape, train=True, mutable=["batch_stats"])
 
 
 def test_dropout_rate_defaults_follow_the_variant():
@@ -99,13 +117,13 @@ def test_dropout_rate_defaults_follow_the_variant():
         variables = _init(net)
         rates = []
 
-        def spy(next_fun, args, kwargs, context):
+        def spy(next_fun, args, kwargs, context, rates=rates):
             if isinstance(context.module, nn.Dropout) and context.method_name == "__call__":
                 rates.append(context.module.rate)
             return next_fun(*args, **kwargs)
 
         with nn.intercept_methods(spy):
-            net.apply(variables, jnp.ones((2, SMALL, SMALL, 3)), train=True, mutable=["batch_stats"],
+            _apply(net, variables, (2, SMALL, SMALL, 3), train=True, mutable=["batch_stats"],
                       rngs={"dropout": jax.random.key(0)})
         assert rates == [rate]
 
@@ -120,7 +138,7 @@ def test_bad_input_raises_a_clear_value_error(shape, message):
     net = GoogLeNet(num_classes=10)
     variables = _init(net)
     with pytest.raises(ValueError, match=message):
-        net.apply(variables, jnp.ones(shape), train=False)
+        _apply(net, variables, shape, train=False)
 
 
 def test_unknown_variant_is_a_value_error():
@@ -130,12 +148,12 @@ def test_unknown_variant_is_a_value_error():
 
 def test_paper_aux_heads_at_a_size_caffe_cannot_take_is_a_value_error():
     with pytest.raises(ValueError, match="aux"):
-        GoogLeNet(variant="paper").init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)), train=False)
+        _init(GoogLeNet(variant="paper"), size=64, batch=1)
 
 
 def test_torchvision_initialisation():
     """Convs and linears ~ N(0, 0.01), BN scale 1 and bias 0, linear biases U(+-1/sqrt(fan_in))."""
-    params = _init(GoogLeNet())["params"]  # parameter shapes do not depend on the input size
+    params = _params(GoogLeNet(), SMALL)  # parameter shapes do not depend on the input size
     kernel = np.asarray(params["inception4c"]["branch3x3"]["conv"]["kernel"])
     assert abs(kernel.std() - 0.01) < 3e-4 and abs(kernel.mean()) < 3e-4
     assert np.all(params["conv1"]["bn"]["scale"] == 1) and np.all(params["conv1"]["bn"]["bias"] == 0)
@@ -145,7 +163,7 @@ def test_torchvision_initialisation():
 
 
 def test_paper_initialisation_is_caffe_xavier_with_bias_0_2():
-    params = GoogLeNet(variant="paper").init(jax.random.key(0), jnp.zeros((1, 224, 224, 3)), train=False)["params"]
+    params = _params(GoogLeNet(variant="paper"), 224)  # its aux heads need 224
     kernel = np.asarray(params["inception4c"]["branch5x5"]["conv"]["kernel"])  # 5x5x24 fan-in
     bound = np.sqrt(3 / (5 * 5 * 24))
     assert np.all(np.abs(kernel) <= bound) and kernel.max() > 0.95 * bound

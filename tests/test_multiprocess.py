@@ -33,13 +33,18 @@ import numpy as np
 import pytest
 
 from configs import demo
-from conftest import REPO
-from googlenet_jax import data
+from googlenet_jax import data, evaluation, parallel
 from googlenet_jax import weights as weights_lib
-from googlenet_jax.launch import free_port, process_environment
-from googlenet_jax.training import optim, parallel, steps, trainer
-from googlenet_jax.training.checkpointing import Checkpointer, restore_as_numpy
+from googlenet_jax.training import optim, steps, trainer
+from googlenet_jax.training.checkpointing import Checkpointer
+from googlenet_jax.training.distributed import process_environment
+from googlenet_jax.training.launcher import free_port
 from googlenet_jax.training.train_state import create_train_state
+from googlenet_jax.weights.files import restore_as_numpy
+
+from helpers import REPO
+
+pytestmark = pytest.mark.slow  # subprocesses and training runs
 
 STEPS = 3
 # Field -> value, given to train.py as --config.FIELD=VALUE and applied to the reference config.
@@ -124,7 +129,7 @@ def reference(photo_folder):
         state, _ = train_step(state, par.put_batch(next(batches)))
     # Every test example once, read by one process: what the 2 processes' halves must add up to.
     resize = weights_lib.info_from_config(config, info.class_names).resize_size
-    eval_metrics = trainer.evaluate(
+    eval_metrics = evaluation.evaluate(
         par.compile_eval_step(functools.partial(steps.eval_step, model=model)), state,
         data.eval_batches(dataset=config.dataset, data_dir=config.data_dir, split=config.eval_split,
                           global_batch_size=config.eval_batch_size, image_size=config.image_size,
@@ -251,8 +256,8 @@ def test_a_dead_process_stops_the_other_within_the_heartbeat_timeout(victim, pho
     try:
         for index in range(2):
             logs.append(tmp_path / f"process{index}.log")
-            env = process_environment(index, num_processes=2, port=port, devices_per_process=2,
-                                      base=dict(os.environ))
+            env = process_environment(index, num_processes=2, coordinator_address=f"127.0.0.1:{port}",
+                                      devices_per_process=2, base=dict(os.environ))
             with open(logs[-1], "w") as out:
                 procs.append(subprocess.Popen(command, cwd=REPO, env=env, stdout=out,
                                               stderr=subprocess.STDOUT, start_new_session=True))

@@ -9,7 +9,8 @@ import pytest
 from googlenet_jax.training import steps
 from googlenet_jax.training.nonfinite import NonFiniteGuard, NonFiniteLossError
 from googlenet_jax.training.train_state import create_train_state
-from test_train_parallel import TinyNet, _batch
+
+from helpers import TinyNet, tiny_batch
 
 
 def _health(loss, grad_norm):
@@ -44,7 +45,7 @@ def test_skip_counts_and_stops_after_too_many_in_a_row():
     guard.check()
     assert guard.skipped == 4
     guard.record(7, _health(np.nan, 1.0))  # the third in a row, across two checks
-    with pytest.raises(NonFiniteLossError, match="at step 7, the 3th non-finite step in a row"):
+    with pytest.raises(NonFiniteLossError, match="at step 7, non-finite for 3 steps in a row"):
         guard.check()
 
 
@@ -55,7 +56,7 @@ def test_train_step_skips_a_non_finite_update_but_advances_the_step():
     step = jax.jit(functools.partial(
         steps.train_step, model=model, tx=tx, learning_rate_fn=lambda s: 0.1, aux_weight=0.3,
         label_smoothing=0.0, ema_decay=0.9, axis_name=None))
-    batch = _batch(4, 8)
+    batch = tiny_batch(4, 8)
     new, metrics = step(state, dict(batch, image=batch["image"] * np.nan))
     assert float(metrics["finite"]) == 0.0 and not np.isfinite(float(metrics["loss"]))
     assert int(new.step) == int(state.step) + 1

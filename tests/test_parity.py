@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-import torch_reference as ref
 from googlenet_jax import GoogLeNet, GoogLeNetOutputs
 from googlenet_jax.convert import flax_to_torchvision, torchvision_to_flax
-from googlenet_jax.training.losses import googlenet_loss
+from googlenet_jax.model.losses import googlenet_loss
+
+import helpers as ref
 
 VARIANTS = ("torchvision", "paper")
 PAPER_AUX_WEIGHT = 0.3  # the paper's weight of each auxiliary loss
@@ -40,7 +41,7 @@ EVAL_SIZES = {"torchvision": [(224, 224), (117, 97), (15, 15)], "paper": [(224, 
 
 @pytest.mark.parametrize("variant,size", [(v, s) for v in VARIANTS for s in EVAL_SIZES[v]])
 def test_eval_logits_match_reference(variant, size):
-    torch_net = ref.build(variant, seed=1).eval()
+    torch_net = ref.torch_reference(variant, seed=1).eval()
     variables = torchvision_to_flax(ref.state_dict_numpy(torch_net), variant=variant)
     x = ref.images(2, *size, seed=2)
     with torch.no_grad():
@@ -52,7 +53,7 @@ def test_eval_logits_match_reference(variant, size):
 
 @pytest.mark.parametrize("size", [(224, 224), (99, 131)])
 def test_transform_input_matches_torchvision(size):
-    torch_net = ref.build("torchvision", transform_input=True, seed=3).eval()
+    torch_net = ref.torch_reference("torchvision", transform_input=True, seed=3).eval()
     variables = torchvision_to_flax(ref.state_dict_numpy(torch_net))
     x = ref.images(2, *size, seed=4)
     with torch.no_grad():
@@ -80,7 +81,7 @@ def _record_bn_inputs(torch_net):
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_train_mode_logits_and_aux_logits_match_reference(variant):
-    torch_net = ref.build(variant, dropout=0.0, dropout_aux=0.0, seed=5).train()
+    torch_net = ref.torch_reference(variant, dropout=0.0, dropout_aux=0.0, seed=5).train()
     before = ref.state_dict_numpy(torch_net)
     variables = torchvision_to_flax(before, variant=variant)
     bn_inputs = _record_bn_inputs(torch_net)
@@ -134,7 +135,7 @@ def _parameter_gradients(torch_net, loss):
 def test_loss_gradients_match_reference_in_float64(variant):
     """Gradients of CE(main) + 0.3 CE(aux1) + 0.3 CE(aux2) w.r.t. every parameter, in float64
     (float32 rounding alone moves them by ~1% per tensor; float64 agrees to ~1e-13)."""
-    torch_net = ref.build(variant, dropout=0.0, dropout_aux=0.0, seed=7).double().train()
+    torch_net = ref.torch_reference(variant, dropout=0.0, dropout_aux=0.0, seed=7).double().train()
     variables = torchvision_to_flax(ref.state_dict_numpy(torch_net), variant=variant)
     x = ref.images(2, 224, 224, seed=8).astype(np.float64)
     labels = np.array([3, 917])
@@ -143,7 +144,8 @@ def test_loss_gradients_match_reference_in_float64(variant):
         outputs = (outputs.logits, outputs.aux_logits1, outputs.aux_logits2)
     ce = torch.nn.functional.cross_entropy
     torch_labels = torch.from_numpy(labels)
-    loss = ce(outputs[0], torch_labels) + PAPER_AUX_WEIGHT * (ce(outputs[1], torch_labels) + ce(outputs[2], torch_labels))
+    aux = ce(outputs[1], torch_labels) + ce(outputs[2], torch_labels)
+    loss = ce(outputs[0], torch_labels) + PAPER_AUX_WEIGHT * aux
     expected = torchvision_to_flax(_parameter_gradients(torch_net, loss), variant=variant)["params"]
 
     aux_weight = _config_aux_weight()
@@ -166,13 +168,13 @@ def test_loss_gradients_match_reference_in_float64(variant):
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("aux_logits", [True, False])
 def test_round_trip_through_flax_is_exact_and_loads_strictly(variant, aux_logits):
-    torch_net = ref.build(variant, aux_logits=aux_logits, num_classes=17, seed=9)
+    torch_net = ref.torch_reference(variant, aux_logits=aux_logits, num_classes=17, seed=9)
     state_dict = torch_net.state_dict()
     back = flax_to_torchvision(torchvision_to_flax(state_dict, variant=variant))
     assert list(back) == list(state_dict)  # same keys, same order
     for key, value in state_dict.items():
         assert back[key].dtype == value.dtype and torch.equal(back[key], value), key
-    fresh = ref.build(variant, aux_logits=aux_logits, num_classes=17, seed=10)
+    fresh = ref.torch_reference(variant, aux_logits=aux_logits, num_classes=17, seed=10)
     fresh.load_state_dict(back, strict=True)
 
 
@@ -180,7 +182,7 @@ def test_round_trip_through_flax_is_exact_and_loads_strictly(variant, aux_logits
 def test_smallest_input_agrees_with_reference(variant):
     """The reference accepts the size our model accepts and rejects one pixel less."""
     smallest = EVAL_SIZES[variant][-1][0]
-    torch_net = ref.build(variant, aux_logits=False).eval()
+    torch_net = ref.torch_reference(variant, aux_logits=False).eval()
     variables = torchvision_to_flax(ref.state_dict_numpy(torch_net), variant=variant)
     net = GoogLeNet(variant=variant, aux_logits=False)
     with torch.no_grad():

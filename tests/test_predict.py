@@ -2,12 +2,14 @@
 import json
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
-import photos
-from conftest import run_command
-from test_inference import _torchvision_input
+import helpers
+from helpers import run_command
+
+pytestmark = pytest.mark.slow  # subprocesses and training runs
 
 
 def _predict(*args, check=True):
@@ -18,21 +20,21 @@ def test_pth_top5_equals_torchvisions_own_model_and_transform(tmp_path, torchvis
     path, net = torchvision_pth
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not an image")
-    images = [photos.path("rocket"), str(broken), photos.path("cat"), photos.path("camera")]
+    images = [helpers.photo("rocket"), str(broken), helpers.photo("cat"), helpers.photo("camera")]
     out = tmp_path / "out.json"
     features = tmp_path / "features.npy"
     proc = _predict("--weights", path, "--json", out, "--features", features, "--batch_size", "2",
                     *images, check=False)
-    # The unreadable image is named on stderr, the others are still predicted, exit status 1.
-    assert proc.returncode == 1
-    assert f"error: {broken}: not a readable image" in proc.stderr and "Traceback" not in proc.stderr
+    # The unreadable image is named on stderr, the others are still predicted, exit status 2.
+    assert proc.returncode == 2
+    assert f"predict: error: {broken}: not a readable image" in proc.stderr and "Traceback" not in proc.stderr
     results = json.loads(out.read_text())
     assert [r["image"] for r in results] == images
     assert sorted(results[1]) == ["error", "image"] and "broken.jpg" in results[1]["error"]
     for entry in (results[0], results[2], results[3]):
         with torch.no_grad():
             logits = net(torch.from_numpy(
-                _torchvision_input(Image.open(entry["image"]).convert("RGB")).transpose(0, 3, 1, 2).copy()))
+                helpers.torchvision_eval_input(Image.open(entry["image"]).convert("RGB")).transpose(0, 3, 1, 2).copy()))
         expected = torch.softmax(logits, -1)[0].numpy()
         assert [t["index"] for t in entry["top_k"]] == list(np.argsort(-expected)[:5])
         assert sorted(entry["top_k"][0]) == ["index", "name", "probability"]
@@ -46,7 +48,7 @@ def test_pth_top5_equals_torchvisions_own_model_and_transform(tmp_path, torchvis
 def test_image_folder_workdir_prints_the_folders_class_names(finetuned_workdir, tmp_path):
     workdir, _ = finetuned_workdir
     out = tmp_path / "out.json"
-    proc = _predict("--weights", workdir, "--top_k", "3", "--json", out, photos.path("coffee"))
+    proc = _predict("--weights", workdir, "--top_k", "3", "--json", out, helpers.photo("coffee"))
     names = {t["name"] for t in json.loads(out.read_text())[0]["top_k"]}
     assert names == {"cat", "coffee", "rocket"}
     for name in names:
@@ -54,11 +56,11 @@ def test_image_folder_workdir_prints_the_folders_class_names(finetuned_workdir, 
 
 
 def test_bad_weights_and_arguments_fail_in_one_line(tmp_path):
-    proc = _predict("--weights", tmp_path / "missing.pth", photos.path("cat"), check=False)
-    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    proc = _predict("--weights", tmp_path / "missing.pth", helpers.photo("cat"), check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == (
-        f"error: {tmp_path / 'missing.pth'}: no such file or directory; expected a torchvision googlenet "
+        f"predict: error: {tmp_path / 'missing.pth'}: no such file or directory; expected a torchvision googlenet "
         ".pth, a training workdir (or its checkpoints/<step> folder), or an orbax checkpoint from "
         "`python -m googlenet_jax.convert to-flax`")
-    proc = _predict("--weights", tmp_path, "--top_k", "0", photos.path("cat"), check=False)
+    proc = _predict("--weights", tmp_path, "--top_k", "0", helpers.photo("cat"), check=False)
     assert proc.returncode == 2 and "--top_k must be at least 1" in proc.stderr

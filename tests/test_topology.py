@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 from ml_collections import ConfigDict
 
+from googlenet_jax import parallel
 from googlenet_jax.model import INCEPTION_TABLE, ConvBlock, Inception
-from googlenet_jax.training import optim, parallel
+from googlenet_jax.training import optim
 from googlenet_jax.training.checkpointing import Checkpointer
 from googlenet_jax.training.train_state import create_train_state
 

@@ -5,8 +5,8 @@ import os
 import ml_collections
 import pytest
 
-from googlenet_jax.training import config_validation
-from googlenet_jax.training.config_validation import ConfigError
+from googlenet_jax.training import config as config_validation
+from googlenet_jax.training.config import ConfigError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_NAMES = ["demo", "imagenet_torchvision", "imagenet_paper", "gpu", "tpu_pod"]
@@ -59,6 +59,7 @@ def test_unknown_field_is_named(monkeypatch):
     ("image_size", 8, "at least 15"),
     ("label_smoothing", 1.5, r"must be in \[0, 1\]"),
     ("eval_crop_fraction", 0.0, "config.eval_crop_fraction must be positive"),
+    ("freeze_up_to", "inception6a", r"config.freeze_up_to must be '' or a backbone stage .*conv1, pool1"),
 ])
 def test_wrong_types_and_values_are_rejected(monkeypatch, field, value, message):
     # type_safe=False: a hand-written config file can hold any type.

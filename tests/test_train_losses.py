@@ -6,7 +6,7 @@ import numpy as np
 import optax
 import pytest
 
-from googlenet_jax.training import losses
+from googlenet_jax.model import losses
 from googlenet_jax.training import optim
 
 

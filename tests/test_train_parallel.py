@@ -7,43 +7,18 @@ as a mismatch.
 """
 import functools
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
-from googlenet_jax import GoogLeNet
-from googlenet_jax.training import parallel
+from googlenet_jax import GoogLeNet, parallel
 from googlenet_jax.training import steps
 from googlenet_jax.training import train_state as train_state_lib
 
-NUM_CLASSES = 10
-
-
-class TinyNet(nn.Module):
-    """GoogLeNet's interface (BN over bn_axis_name, dropout, two aux heads) at toy size."""
-    num_classes: int = NUM_CLASSES
-    dropout_rate: float = 0.0
-    bn_axis_name: str | None = None
-
-    @nn.compact
-    def __call__(self, x, *, train: bool):
-        x = nn.Conv(8, (3, 3), use_bias=False)(x)
-        x = nn.BatchNorm(use_running_average=not train, momentum=0.9,
-                         axis_name=self.bn_axis_name)(x)
-        x = nn.relu(x).mean(axis=(1, 2))
-        x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
-        logits = nn.Dense(self.num_classes)(x)
-        aux1, aux2 = nn.Dense(self.num_classes)(x), nn.Dense(self.num_classes)(x)
-        return (logits, aux1, aux2) if train else logits
-
-
-def _batch(n, size, seed=0):
-    rng = np.random.RandomState(seed)
-    return {"image": rng.randn(n, size, size, 3).astype(np.float32),
-            "label": rng.randint(0, NUM_CLASSES, n).astype(np.int32)}
+import helpers
+from helpers import TinyNet, tiny_batch
 
 
 def _tx():
@@ -99,11 +74,11 @@ def test_googlenet_step_agrees_on_pmap_mesh_and_one_device():
     the device count, or left un-averaged, moves every layer by 100% or more.
     """
     tx = _tx()
-    make = lambda axis: GoogLeNet(num_classes=NUM_CLASSES, dropout_rate=0.0,  # noqa: E731
+    make = lambda axis: GoogLeNet(num_classes=helpers.TINY_CLASSES, dropout_rate=0.0,  # noqa: E731
                                   aux_dropout_rate=0.0, bn_axis_name=axis)
     state = jax.device_get(train_state_lib.create_train_state(
         make(None), tx, seed=0, image_size=32, use_ema=False))
-    batches = [_batch(16, 32)]
+    batches = [tiny_batch(16, 32)]
     want, want_loss = _run_single(_step_fn(make(None), tx), state, batches)
     updates = jax.tree.map(lambda new, old: np.abs(new - old).max(), want.params, state.params)
     largest_update = max(jax.tree.leaves(updates))
@@ -124,7 +99,7 @@ def test_three_steps_with_ema_and_label_smoothing_agree_with_one_device(make_par
     par = make_parallel()
     tx = _tx()
     state = train_state_lib.create_train_state(TinyNet(), tx, seed=1, image_size=8, use_ema=True)
-    batches = [_batch(16, 8, seed=s) for s in range(3)]
+    batches = [tiny_batch(16, 8, seed=s) for s in range(3)]
     kwargs = dict(ema_decay=0.9, label_smoothing=0.1)
     want, want_loss = _run_single(_step_fn(TinyNet(), tx, **kwargs), state, batches)
     got, got_loss = _run_parallel(
@@ -148,7 +123,7 @@ def test_no_retracing_after_the_first_step(make_parallel):
     state = par.put_state(
         train_state_lib.create_train_state(model, tx, seed=0, image_size=8, use_ema=True))
     for seed in range(3):
-        state, _ = step(state, par.put_batch(_batch(16, 8, seed=seed)))
+        state, _ = step(state, par.put_batch(tiny_batch(16, 8, seed=seed)))
     jax.block_until_ready(state)
     assert len(traces) == 1
 
@@ -160,7 +135,7 @@ def test_train_step_donates_the_state(make_parallel):
     model = TinyNet(bn_axis_name=par.bn_axis_name)
     state = par.put_state(
         train_state_lib.create_train_state(model, tx, seed=0, image_size=8, use_ema=False))
-    new_state, _ = par.compile_train_step(_step_fn(model, tx))(state, par.put_batch(_batch(16, 8)))
+    new_state, _ = par.compile_train_step(_step_fn(model, tx))(state, par.put_batch(tiny_batch(16, 8)))
     jax.block_until_ready(new_state)
     assert all(leaf.is_deleted() for leaf in jax.tree.leaves(state.params))
 
@@ -185,7 +160,7 @@ def test_eval_sums_count_every_unpadded_example_once(make_parallel):
     model = TinyNet(bn_axis_name=par.bn_axis_name)
     state = train_state_lib.create_train_state(model, _tx(), seed=0, image_size=8,
                                                use_ema=False)
-    batch = _batch(16, 8)
+    batch = tiny_batch(16, 8)
     batch["mask"] = np.arange(16) < 11  # the last 5 rows are padding
     eval_step = par.compile_eval_step(functools.partial(steps.eval_step, model=model))
     got = par.metrics_to_host(eval_step(par.put_state(state), par.put_batch(batch)))
@@ -205,7 +180,7 @@ def test_eval_sums_count_every_unpadded_example_once(make_parallel):
 def test_bfloat16_computes_in_bfloat16_with_float32_params_and_loss():
     """Traced only (no compilation): the convolutions run in bfloat16, the rest is float32."""
     tx = _tx()
-    model = GoogLeNet(num_classes=NUM_CLASSES, dtype=jnp.bfloat16)
+    model = GoogLeNet(num_classes=helpers.TINY_CLASSES, dtype=jnp.bfloat16)
     state = jax.eval_shape(functools.partial(
         train_state_lib.create_train_state, model, tx, seed=0, image_size=32, use_ema=False))
     batch = jax.ShapeDtypeStruct((4, 32, 32, 3), jnp.float32)

@@ -8,11 +8,12 @@ import torch
 from flax import traverse_util
 
 import googlenet_jax
-import torch_reference
 from googlenet_jax import convert
 from googlenet_jax.training import checkpointing
 from googlenet_jax.training.train_state import TrainState
 from googlenet_jax.weights import WeightsError
+
+import helpers
 
 
 def _flat(tree):
@@ -35,7 +36,7 @@ def test_torchvision_pth_loads_as_torchvisions_pretrained_builder_sets_it(torchv
     assert (info.image_size, info.resize_size, info.normalization) == (224, 256, "torchvision")
     assert info.class_names[:2] == ("tench", "goldfish") and info.aux_logits
     _assert_same_arrays(loaded.variables["params"],
-                        convert.torchvision_to_flax(torch_reference.state_dict_numpy(net))["params"])
+                        convert.torchvision_to_flax(helpers.state_dict_numpy(net))["params"])
 
 
 def test_transform_input_can_be_turned_off(torchvision_pth):
@@ -45,13 +46,13 @@ def test_transform_input_can_be_turned_off(torchvision_pth):
 
 def test_pth_without_aux_heads_and_paper_pth(tmp_path):
     plain = tmp_path / "noaux.pth"
-    torch.save(torch_reference.build("torchvision", aux_logits=False, num_classes=10).state_dict(), plain)
+    torch.save(helpers.torch_reference("torchvision", aux_logits=False, num_classes=10).state_dict(), plain)
     loaded = googlenet_jax.load(plain)
     assert not loaded.info.aux_logits and "aux1" not in loaded.variables["params"]
     assert loaded.info.class_names == tuple(f"class_{i}" for i in range(10))
 
     paper = tmp_path / "paper.pth"
-    torch.save(torch_reference.build("paper", aux_logits=False).state_dict(), paper)
+    torch.save(helpers.torch_reference("paper", aux_logits=False).state_dict(), paper)
     info = googlenet_jax.load(paper).info
     assert (info.variant, info.normalization, info.transform_input) == ("paper", "paper", False)
     assert "batch_stats" not in googlenet_jax.load(paper).variables
@@ -77,8 +78,8 @@ def _write_workdir(root, *, ema: bool):
     config.ema_decay = 0.9 if ema else 0.0
     os.makedirs(root)
     (root / "config.json").write_text(config.to_json())
-    net = torch_reference.build("torchvision", num_classes=10)
-    variables = convert.torchvision_to_flax(torch_reference.state_dict_numpy(net))
+    net = helpers.torch_reference("torchvision", num_classes=10)
+    variables = convert.torchvision_to_flax(helpers.state_dict_numpy(net))
     averaged = {k: v * 0.5 for k, v in _flat(variables["params"]).items()}
     state = TrainState(step=np.int32(7), params=variables["params"], batch_stats=variables["batch_stats"],
                        opt_state={}, ema_params=traverse_util.unflatten_dict(averaged) if ema else {},
@@ -113,6 +114,7 @@ def test_workdir_step_folders_and_checkpoints_folder_load(tmp_path):
     assert len(googlenet_jax.load(tmp_path / "run").info.class_names) == 10
 
 
+@pytest.mark.slow
 def test_finetuned_workdir_knows_its_image_folder_class_names(finetuned_workdir):
     loaded = googlenet_jax.load(finetuned_workdir[0])
     assert loaded.info.class_names == ("cat", "coffee", "rocket")
@@ -175,8 +177,8 @@ def test_damaged_checkpoint_names_the_step_folder(tmp_path):
 
 
 def test_weights_of_the_wrong_shape_are_named(tmp_path):
-    variables = convert.torchvision_to_flax(torch_reference.state_dict_numpy(
-        torch_reference.build("torchvision", aux_logits=False)))
+    variables = convert.torchvision_to_flax(helpers.state_dict_numpy(
+        helpers.torch_reference("torchvision", aux_logits=False)))
     variables["params"]["conv2"]["conv"]["kernel"] = np.zeros((1, 1, 64, 32), np.float32)
     convert.save_variables(str(tmp_path / "bad"), variables)
     message = _error(tmp_path / "bad")

@@ -17,10 +17,10 @@ import dataclasses
 import tensorflow as tf
 
 from googlenet_jax.data import preprocess
+from googlenet_jax.model.input_spec import EVAL_CROPS, eval_resize_size
 
 # The paper's test scales for a 224 input: the shorter side resized to each of these.
 PAPER_SCALES_224 = (256, 288, 320, 352)
-CROP_COUNTS = (1, 10, 144)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,11 +29,6 @@ class View:
     box: tf.Tensor  # int32 [4]: top, left, height, width in the resized image
     flip: bool
     resize_box: bool  # the box is larger than the model input and is resized down to it
-
-
-def eval_resize_size(image_size: int, base: int = 256) -> int:
-    """Shorter side before the center crop: 256 for 224 (image_size * 256 / 224, rounded)."""
-    return int(round(image_size * base / 224))
 
 
 def resize_shorter_side_hw(height, width, size) -> tf.Tensor:
@@ -108,7 +103,7 @@ def multi_crop_144_views(height, width, image_size: int) -> list[View]:
     """
     views = []
     for scale in PAPER_SCALES_224:
-        hw = resize_shorter_side_hw(height, width, eval_resize_size(image_size, scale))
+        hw = resize_shorter_side_hw(height, width, eval_resize_size(image_size, 224 / scale))
         squares = three_squares(hw[0], hw[1])
         for q in range(3):
             square = squares[q]
@@ -130,7 +125,7 @@ def views_for(height, width, image_size: int, crops: int, resize_size: int | Non
         return ten_crop_views(height, width, image_size, resize_size)
     if crops == 144:
         return multi_crop_144_views(height, width, image_size)
-    raise ValueError(f"crops must be one of {CROP_COUNTS}, got {crops}")
+    raise ValueError(f"crops must be one of {EVAL_CROPS}, got {crops}")
 
 
 def extract_views(image: tf.Tensor, views: list[View], image_size: int,

@@ -22,8 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from googlenet_jax.data import crops as crops_lib
-from googlenet_jax.data import preprocess
-from googlenet_jax.data import sources
+from googlenet_jax.data import preprocess, sources
 
 _ENDLESS = 2**62  # epochs
 
@@ -200,8 +199,8 @@ def eval_batches(*, dataset: str, data_dir: str | None, split: str, global_batch
     zeros with mask False; every process yields ceil(max part size / B) batches.
     """
     preprocess.check_normalization(normalization)
-    if crops not in crops_lib.CROP_COUNTS:
-        raise ValueError(f"crops must be one of {crops_lib.CROP_COUNTS}, got {crops}")
+    if crops not in crops_lib.EVAL_CROPS:
+        raise ValueError(f"crops must be one of {crops_lib.EVAL_CROPS}, got {crops}")
     process_index, process_count = _process(process_index, process_count)
     batch = local_batch_size(global_batch_size, num_devices, process_count)
     if cache:

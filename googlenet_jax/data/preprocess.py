@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from googlenet_jax.normalization import CAFFE_MEAN_RGB, IMAGENET_MEAN, IMAGENET_STD, NORMALIZATIONS
+from googlenet_jax.model.input_spec import CAFFE_MEAN_RGB, IMAGENET_MEAN, IMAGENET_STD, NORMALIZATIONS
 
 # Interpolations drawn by `random_resize` (the paper's "random interpolation methods").
 RANDOM_RESIZE_METHODS = ("bilinear", "area", "bicubic", "nearest")

@@ -241,7 +241,7 @@ def _split_size(builder, split: str) -> int:
     except (KeyError, ValueError, TypeError):  # Unknown sizes (e.g. under tfds.testing.mock_data).
         n = int(_tfds_read(builder, split).cardinality())
         if n < 0:
-            raise ValueError(f"cannot tell the size of split {split!r} of {builder.name}")
+            raise ValueError(f"cannot tell the size of split {split!r} of {builder.name}") from None
         return n
 
 
@@ -290,20 +290,3 @@ def get_dataset_info(dataset: str, data_dir: str | None, *, train_split: str = "
         num_train_examples=_split_size(builder, _resolve_split(builder, train_split)),
         num_eval_examples=_split_size(builder, _resolve_split(builder, eval_split)),
         class_names=names)
-
-
-def known_class_names(dataset: str, data_dir: str | None) -> tuple[str, ...] | None:
-    """The class names of a dataset that is already on disk, else None; prepares nothing.
-
-    Image folders: the sorted class folders of `train`; tfds: the label feature's names.
-    """
-    try:
-        if dataset == IMAGE_FOLDER:
-            return list_image_folder(data_dir, "train").class_names
-        builder = tfds.builder(dataset, data_dir=data_dir)
-        if not builder.is_prepared():
-            return None
-        label = builder.info.features[_feature_keys(builder)[1]]
-        return tuple(label.names) if label.names else None
-    except (ValueError, OSError, tfds.core.registered.DatasetNotFoundError):
-        return None

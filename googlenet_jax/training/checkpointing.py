@@ -1,8 +1,8 @@
 """Orbax checkpoints of the TrainState that survive kills, damage and full disks.
 
-Layout: WORKDIR/checkpoints/<step>/default. Orbax writes a step into
-`<step>.orbax-checkpoint-tmp-<time>` and renames it when complete, so a folder named by a
-step number is a finished save. On top of that this module:
+Layout (googlenet_jax/weights/files.py): WORKDIR/checkpoints/<step>/default. Orbax writes a
+step into `<step>.orbax-checkpoint-tmp-<time>` and renames it when complete, so a folder
+named by a step number is a finished save. On top of that this module:
 - removes the partial folders a killed save or delete leaves (`open`);
 - resumes from the newest checkpoint that reads, moving unreadable newer ones aside as
   `<step>.unreadable` with a warning, and refuses to start over when none reads;
@@ -19,13 +19,12 @@ import shutil
 from typing import Any, Callable, Optional
 
 import jax
-import numpy as np
 import orbax.checkpoint as ocp
-from flax import traverse_util
+from jax.experimental import multihost_utils
 
-# A workdir's checkpoints: WORKDIR/CHECKPOINT_DIR/<step>/ITEM_DIR (orbax's item folder).
-CHECKPOINT_DIR = "checkpoints"
-ITEM_DIR = "default"
+from googlenet_jax.weights import files, trees
+from googlenet_jax.weights.files import ITEM_DIR, step_folders
+
 PARTIAL_SUFFIXES = (".orbax-checkpoint-tmp", ".deleting")  # a killed save / a killed delete
 UNREADABLE_SUFFIX = ".unreadable"
 # The parts of a TrainState whose shapes say which model it is.
@@ -51,80 +50,24 @@ def _one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {first[:200]}" if first else type(error).__name__
 
 
-def _epath(directory: str):
-    from etils import epath
-    return epath.Path(os.path.abspath(directory))
-
-
-def _read_metadata(item_dir: str) -> Any:
-    """The array metadata tree of an orbax item folder (raises for a missing or damaged one)."""
-    handler = ocp.StandardCheckpointHandler()
-    try:
-        return handler.metadata(_epath(item_dir)).tree
-    finally:
-        handler.close()
-
-
-def _restore(item_dir: str, target: Any) -> Any:
-    """Restores an item folder into `target` (numpy arrays or jax.ShapeDtypeStructs)."""
-    handler = ocp.StandardCheckpointHandler()
-    try:
-        return handler.restore(_epath(item_dir), args=ocp.args.StandardRestore(target))
-    finally:
-        handler.close()
-
-
-def restore_as_numpy(directory: str) -> Any:
-    """Reads any orbax StandardCheckpointer directory as a pytree of host numpy arrays.
-
-    The arrays are restored into numpy targets built from the checkpoint's metadata, so
-    checkpoints written on any device topology (8 GPUs, a mesh, one CPU) read anywhere.
-    Raises whatever orbax raises for a missing or damaged checkpoint.
-    """
-    tree = _read_metadata(directory)
-    return _restore(directory, jax.tree.map(lambda m: np.empty(m.shape, m.dtype), tree))
-
-
-def step_folders(directory: str) -> list[int]:
-    """The finished steps in `directory` (folders named by a step number), oldest first."""
-    if not os.path.isdir(directory):
-        return []
-    return sorted(int(name) for name in os.listdir(directory)
-                  if name.isdigit() and os.path.isdir(os.path.join(directory, name)))
-
-
-def _shapes(tree: Any) -> dict[str, tuple]:
-    if not tree:
-        return {}
-    return {"/".join(map(str, key)): tuple(leaf.shape)
-            for key, leaf in traverse_util.flatten_dict(dict(tree)).items()}
-
-
 def model_difference(metadata: Any, abstract_state: Any) -> Optional[str]:
     """What makes a checkpoint's model differ from `abstract_state`'s, or None.
 
     Compares the shapes of params, BatchNorm statistics and the Polyak average; a variant,
     class count or averaging setting that differs shows here.
     """
-    problems = []
+    problems, saved_shapes, wanted_shapes = [], {}, {}
     for part in MODEL_PARTS:
-        saved, wanted = _shapes(metadata.get(part)), _shapes(getattr(abstract_state, part))
+        saved = trees.flat_shapes(metadata.get(part), part)
+        wanted = trees.flat_shapes(getattr(abstract_state, part), part)
         if bool(saved) != bool(wanted):
             problems.append(f"{part} {'present' if saved else 'absent'} in the checkpoint, "
                             f"{'present' if wanted else 'absent'} in this config")
-            continue
-        missing, unexpected = sorted(wanted.keys() - saved.keys()), sorted(saved.keys() - wanted.keys())
-        if missing:
-            problems.append(f"{part}/{missing[0]} missing from the checkpoint"
-                            + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
-        if unexpected:
-            problems.append(f"{part}/{unexpected[0]} in the checkpoint only"
-                            + (f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else ""))
-        for key in sorted(wanted.keys() & saved.keys()):
-            if wanted[key] != saved[key]:
-                problems.append(f"{part}/{key} is {saved[key]} in the checkpoint, {wanted[key]} here")
-                break
-    return "; ".join(problems) if problems else None
+        else:
+            saved_shapes.update(saved)
+            wanted_shapes.update(wanted)
+    difference = trees.shape_difference(wanted_shapes, saved_shapes)  # "missing" from the checkpoint
+    return "; ".join(problems + ([f"checkpoint against this config: {difference}"] if difference else [])) or None
 
 
 class Checkpointer:
@@ -146,7 +89,6 @@ class Checkpointer:
 
     def _sync(self, name: str) -> None:
         if jax.process_count() > 1:
-            from jax.experimental import multihost_utils
             multihost_utils.sync_global_devices(f"checkpointing:{name}")
 
     def _remove_partial_folders(self) -> None:
@@ -193,7 +135,7 @@ class Checkpointer:
         for step in reversed(step_folders(self.directory)):
             item = os.path.join(self.directory, str(step), ITEM_DIR)
             try:
-                metadata = _read_metadata(item)
+                metadata = files.read_metadata(item)
             except Exception as error:  # orbax raises many types for damaged metadata
                 failures[step] = _one_line(error)
                 continue
@@ -203,7 +145,7 @@ class Checkpointer:
                     f"{item} is a checkpoint of another model ({difference}); use another --workdir, "
                     "or the config that wrote it")
             try:
-                restored = _restore(item, abstract_state)
+                restored = files.restore(item, abstract_state)
                 break
             except Exception as error:  # a truncated or deleted array file
                 failures[step] = _one_line(error)
@@ -227,7 +169,8 @@ class Checkpointer:
 
     def _fail(self, step: Optional[int], error: BaseException) -> CheckpointError:
         latest = self.latest_step()
-        kept = f"the newest complete checkpoint is step {latest}" if latest is not None else "no checkpoint was completed"
+        kept = (f"the newest complete checkpoint is step {latest}" if latest is not None
+                else "no checkpoint was completed")
         return CheckpointError(
             f"saving checkpoint step {step} to {self.directory} failed ({_one_line(error)}); {kept}: "
             "fix the folder (free space, permissions) and run the same command to resume")

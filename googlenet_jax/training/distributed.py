@@ -5,6 +5,8 @@ In order of precedence:
 2. `JAX_COORDINATOR_ADDRESS`, `JAX_NUM_PROCESSES`, `JAX_PROCESS_ID` in the environment;
 3. `config.distributed=True` alone: JAX's own cluster detection (Cloud TPU, SLURM, Open MPI).
 With none of these the run is one process. Several processes need `config.parallel="mesh"`.
+`python -m googlenet_jax.launch` starts local processes with the environment of (2), which
+`process_environment` writes.
 """
 from __future__ import annotations
 
@@ -13,11 +15,23 @@ from typing import Any, Optional
 
 import jax
 
-from googlenet_jax.training.config_validation import ConfigError
+from googlenet_jax.training.config import ConfigError
 
 FIELDS = ("coordinator_address", "num_processes", "process_id")
+# The environment contract: each field's variable (JAX itself reads JAX_COORDINATOR_ADDRESS too).
 ENVIRONMENT = {"coordinator_address": "JAX_COORDINATOR_ADDRESS", "num_processes": "JAX_NUM_PROCESSES",
                "process_id": "JAX_PROCESS_ID"}
+CPU_DEVICES = "JAX_NUM_CPU_DEVICES"  # fake CPU devices per process (wins over XLA_FLAGS' count)
+
+
+def process_environment(index: int, *, num_processes: int, coordinator_address: str,
+                        devices_per_process: int | None, base: dict[str, str]) -> dict[str, str]:
+    """`base` plus the variables that make a process join as process `index` of `num_processes`."""
+    env = dict(base, **{ENVIRONMENT["coordinator_address"]: coordinator_address,
+                        ENVIRONMENT["num_processes"]: str(num_processes), ENVIRONMENT["process_id"]: str(index)})
+    if devices_per_process is not None:
+        env[CPU_DEVICES] = str(devices_per_process)
+    return env
 
 
 def _complete(values: dict[str, Any], where: str) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import optax
 from flax import traverse_util
 
 from googlenet_jax import weights as weights_lib
-from googlenet_jax.training.config_validation import ConfigError
+from googlenet_jax.training.config import ConfigError
 from googlenet_jax.training.train_state import TrainState
 
 # The layers whose shape follows the class count.

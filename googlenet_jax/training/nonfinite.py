@@ -55,5 +55,5 @@ class NonFiniteGuard:
             self._consecutive += 1
             if self._consecutive >= self.max_consecutive:
                 raise NonFiniteLossError(
-                    f"training {quantity[0]} is {quantity[1]} at step {step}, the {self._consecutive}th "
-                    f"non-finite step in a row (nan_max_consecutive_skips={self.max_consecutive}); stopped")
+                    f"training {quantity[0]} is {quantity[1]} at step {step}, non-finite for "
+                    f"{self._consecutive} steps in a row (nan_max_consecutive_skips={self.max_consecutive}); stopped")

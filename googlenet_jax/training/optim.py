@@ -1,7 +1,7 @@
-"""Learning-rate schedule and optax optimizer (SGD with momentum, masked weight decay)."""
+"""Learning-rate schedule and optax optimizer (SGD with momentum, masked weight decay, frozen stages)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -9,6 +9,8 @@ import optax
 
 if TYPE_CHECKING:  # configs are only read here; the model and steps run without ml_collections
     import ml_collections
+
+SCHEDULES = ("cosine", "step", "constant")  # config.optimizer.schedule
 
 
 def learning_rate(config: ml_collections.ConfigDict) -> float:
@@ -50,9 +52,13 @@ def weight_decay_mask(params: Any) -> Any:
     return jax.tree.map(lambda p: jnp.ndim(p) > 1, params)
 
 
-def create_optimizer(config: ml_collections.ConfigDict,
-                     learning_rate_fn: optax.Schedule) -> optax.GradientTransformation:
-    """SGD with momentum and coupled (L2, as in torch.optim.SGD) masked weight decay."""
+def create_optimizer(config: ml_collections.ConfigDict, learning_rate_fn: optax.Schedule, *,
+                     frozen: Sequence[str] = ()) -> optax.GradientTransformation:
+    """SGD with momentum and coupled (L2, as in torch.optim.SGD) masked weight decay.
+
+    `frozen` top-level modules (the stages of `config.freeze_up_to`) get no update at all, not
+    even weight decay: optax.multi_transform sends them to set_to_zero.
+    """
     opt = config.optimizer
     parts = []
     if opt.grad_clip_norm > 0:
@@ -61,4 +67,16 @@ def create_optimizer(config: ml_collections.ConfigDict,
         parts.append(optax.add_decayed_weights(opt.weight_decay, mask=weight_decay_mask))
     parts.append(optax.sgd(learning_rate_fn, momentum=opt.momentum or None,
                            nesterov=opt.nesterov))
-    return optax.chain(*parts)
+    tx = optax.chain(*parts)
+    if not frozen:
+        return tx
+
+    def labels(params):
+        return {name: _labelled(tree, "frozen" if name in frozen else "trained") for name, tree in params.items()}
+
+    return optax.multi_transform({"trained": tx, "frozen": optax.set_to_zero()}, labels)
+
+
+def _labelled(tree: Any, label: str) -> Any:
+    """`tree` with every leaf replaced by `label` (optax.multi_transform's labels)."""
+    return jax.tree.map(lambda _: label, tree)

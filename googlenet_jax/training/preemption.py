@@ -14,6 +14,7 @@ import threading
 from typing import Callable, Optional
 
 import jax
+from jax.experimental import multihost_utils
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -61,7 +62,6 @@ class PreemptionWatcher:
     def should_stop(self, step: int) -> bool:
         """Called by every process after every step with the same `step`."""
         if self._multihost:
-            from jax.experimental import multihost_utils
             if multihost_utils.reached_preemption_sync_point(step):
                 self.signal = self.signal or signal.SIGTERM
                 return True

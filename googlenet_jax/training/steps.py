@@ -1,4 +1,4 @@
-"""Pure per-device train and eval steps; parallel.py decides how they run on devices.
+"""Pure per-device train and eval steps; googlenet_jax/parallel.py decides how they run on devices.
 
 With `axis_name` set (the pmap path) each call sees one device's shard of the batch and
 averages gradients, metrics and (through the model's `bn_axis_name`) BatchNorm statistics
@@ -14,7 +14,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from googlenet_jax.training import losses
+from googlenet_jax import evaluation
+from googlenet_jax.model import losses
 from googlenet_jax.training.train_state import TrainState
 
 
@@ -90,10 +91,10 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, model: nn.Modu
     new_ema = state.ema_params
     if ema_decay > 0:
         # Debiased early on (TF's num_updates rule) so short runs still average sensibly.
+        # e + (1 - d)(p - e) is d e + (1 - d) p, and exactly e where p == e (frozen stages).
         step = state.step.astype(jnp.float32)
         decay = jnp.minimum(ema_decay, (1.0 + step) / (10.0 + step))
-        new_ema = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p,
-                               state.ema_params, new_params)
+        new_ema = jax.tree.map(lambda e, p: e + (1.0 - decay) * (p - e), state.ema_params, new_params)
 
     metrics["grad_norm"] = optax.tree.norm(grads)
     metrics["learning_rate"] = jnp.asarray(learning_rate_fn(state.step), jnp.float32)
@@ -110,39 +111,8 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, model: nn.Modu
     return new_state, metrics
 
 
-def crop_averaged_logits(model: nn.Module, variables: Any, images: jax.Array) -> jax.Array:
-    """Logits of a batch of single views, or the log of the crop-averaged softmax of multi-crop views.
-
-    images: (B, S, S, 3) -> the model's logits (B, C); (B, K, S, S, 3) (K crops of each
-    image, e.g. 10 or the paper's 144) -> log(mean_k softmax(logits_k)) (B, C), float32.
-    Log-probabilities are valid logits: their softmax is the averaged probabilities, so
-    the loss and the top-k of the averaged prediction follow from them.
-    """
-    if images.ndim == 4:
-        return model.apply(variables, images, train=False)
-    batch, crops = images.shape[:2]
-    logits = model.apply(variables, images.reshape((batch * crops,) + images.shape[2:]), train=False)
-    log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1).reshape(batch, crops, -1)
-    return jax.nn.logsumexp(log_probs, axis=1) - jnp.log(float(crops))
-
-
-def eval_variables_step(variables: Any, batch: dict[str, jax.Array], *, model: nn.Module,
-                        axis_name: Optional[str]) -> dict[str, jax.Array]:
-    """Masked sums of loss, top-1 and top-5 hits and example count for one eval batch.
-
-    variables: {"params"[, "batch_stats"]}. batch: {"image": (B, S, S, 3) or (B, K, S, S, 3)
-    (K crops per image, predictions averaged), "label", "mask"}; padded examples (mask
-    False) do not count. Sums are over the global batch.
-    """
-    logits = crop_averaged_logits(model, variables, batch["image"])
-    sums = losses.eval_sums(logits, batch["label"], batch["mask"])
-    if axis_name is not None:
-        sums = jax.lax.psum(sums, axis_name)
-    return sums
-
-
 def eval_step(state: TrainState, batch: dict[str, jax.Array], *, model: nn.Module,
               axis_name: Optional[str]) -> dict[str, jax.Array]:
-    """eval_variables_step on the state's evaluation parameters (the Polyak average when on)."""
-    return eval_variables_step(_variables(state.eval_params(), state.batch_stats), batch,
-                               model=model, axis_name=axis_name)
+    """evaluation.eval_step on the state's evaluation parameters (the Polyak average when on)."""
+    return evaluation.eval_step(_variables(state.eval_params(), state.batch_stats), batch,
+                                model=model, axis_name=axis_name)

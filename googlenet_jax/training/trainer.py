@@ -6,31 +6,35 @@ import json
 import math
 import os
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
+from jax.experimental import multihost_utils
 
+from googlenet_jax import console, evaluation, parallel
 from googlenet_jax import weights as weights_lib
-from googlenet_jax.training import checkpointing
-from googlenet_jax.training import config_validation
-from googlenet_jax.training import distributed
-from googlenet_jax.training import init_weights
-from googlenet_jax.training import metrics as metrics_lib
-from googlenet_jax.training import nonfinite
-from googlenet_jax.training import optim
-from googlenet_jax.training import parallel
-from googlenet_jax.training import preemption
-from googlenet_jax.training import steps
+from googlenet_jax.model.architecture import stages_up_to
+from googlenet_jax.model.network import GoogLeNet
+from googlenet_jax.training import (
+    checkpointing,
+    distributed,
+    init_weights,
+    nonfinite,
+    optim,
+    preemption,
+    reporting,
+    steps,
+)
+from googlenet_jax.training import config as config_lib
 from googlenet_jax.training import train_state as train_state_lib
-from googlenet_jax.training.config_validation import ConfigError
+from googlenet_jax.training.config import ConfigError
 from googlenet_jax.training.nonfinite import NonFiniteLossError  # noqa: F401  (raised from here)
-from googlenet_jax.model import GoogLeNet
+from googlenet_jax.weights.files import step_folders
 
 FINAL_METRICS_FILE = "final_metrics.json"
-CHECKPOINT_DIR = checkpointing.CHECKPOINT_DIR
+CHECKPOINT_DIR = weights_lib.CHECKPOINT_DIR
 
 
 def _keep_tensorflow_off_accelerators() -> None:
@@ -41,48 +45,18 @@ def _keep_tensorflow_off_accelerators() -> None:
 
 def create_model(config: ml_collections.ConfigDict, *, num_classes: int,
                  bn_axis_name: str | None) -> GoogLeNet:
-    """GoogLeNet from config.model (aux heads on: training uses them)."""
+    """GoogLeNet from config.model (aux heads on: training uses them) and config.freeze_up_to."""
     return GoogLeNet(
         num_classes=num_classes, variant=config.model.variant, aux_logits=True,
         transform_input=config.model.transform_input, dropout_rate=config.model.dropout_rate,
         aux_dropout_rate=config.model.aux_dropout_rate, dtype=jnp.dtype(config.model.dtype),
-        bn_axis_name=bn_axis_name)
+        bn_axis_name=bn_axis_name, freeze_up_to=config.freeze_up_to)
 
 
-def _augment_config(config: ml_collections.ConfigDict):
-    from googlenet_jax import data
-    return data.AugmentConfig(**config.augment.to_dict())
-
-
-def evaluate(eval_step: Callable, state: Any, batches: Iterator[dict[str, np.ndarray]],
-             par: parallel.Parallel, progress: Callable[[int], None] | None = None,
-             stop: Callable[[], bool] | None = None) -> dict[str, float] | None:
-    """Loss, top-1 and top-5 over a whole split (padded rows masked out).
-
-    `state` is what `eval_step` takes first (a TrainState, or variables for
-    steps.eval_variables_step). `progress(batches_done)`, if given, is called after each
-    batch has run. Returns {"eval_loss", "eval_top1", "eval_top5", "eval_count"}, or None
-    when `stop()` turned True (a preemption) before the split was done.
-    """
-    sums = None
-    for done, batch in enumerate(parallel.prefetch_to_device(batches, par.put_batch), start=1):
-        if stop is not None and stop():
-            return None
-        out = eval_step(state, batch)
-        sums = out if sums is None else jax.tree.map(jnp.add, sums, out)
-        if progress is not None:
-            jax.block_until_ready(sums)
-            progress(done)
-    if sums is None:
-        raise ValueError("the evaluation split yielded no batches")
-    host = par.metrics_to_host(sums)
-    count = max(host["count"], 1.0)
-    return {"eval_loss": host["loss"] / count, "eval_top1": host["top1"] / count,
-            "eval_top5": host["top5"] / count, "eval_count": host["count"]}
-
-
-# What a workdir's run is: resuming with other values would mix two runs in one folder.
-RUN_IDENTITY = ("dataset", "train_split", "num_classes", "image_size", "normalization", "model.variant")
+# What a workdir's run is: resuming with other values would mix two runs in one folder (and
+# another freeze_up_to changes the optimizer state's structure).
+RUN_IDENTITY = ("dataset", "train_split", "num_classes", "image_size", "normalization", "model.variant",
+                "freeze_up_to")
 
 
 def _field(config: Any, dotted: str) -> Any:
@@ -91,16 +65,24 @@ def _field(config: Any, dotted: str) -> Any:
     return config
 
 
+def _saved_field(saved: dict, dotted: str) -> Any:
+    """A field of a workdir's config.json; one it predates holds configs/default.py's value."""
+    try:
+        return _field(saved, dotted)
+    except KeyError:
+        return _field(config_lib.default_config(), dotted)
+
+
 def check_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
     """A workdir with checkpoints of another run (other data or model) is a one-line ConfigError."""
     saved_file = os.path.join(workdir, weights_lib.CONFIG_FILE)
-    if not (checkpointing.step_folders(os.path.join(workdir, CHECKPOINT_DIR)) and os.path.exists(saved_file)):
+    if not (step_folders(os.path.join(workdir, CHECKPOINT_DIR)) and os.path.exists(saved_file)):
         return
     try:
         with open(saved_file) as f:
             saved = json.load(f)
-        differences = [f"{name}={_field(saved, name)!r} there, {_field(config, name)!r} here"
-                       for name in RUN_IDENTITY if _field(saved, name) != _field(config, name)]
+        differences = [f"{name}={_saved_field(saved, name)!r} there, {_field(config, name)!r} here"
+                       for name in RUN_IDENTITY if _saved_field(saved, name) != _field(config, name)]
     except (OSError, ValueError, KeyError, AttributeError) as e:
         raise ConfigError(f"{saved_file} cannot be read ({type(e).__name__}: {e}); is {workdir} a "
                           "train.py workdir?") from None
@@ -134,7 +116,7 @@ class Throughput:
         if self.start is None:
             jax.block_until_ready(metrics)
             self.start = self._interval_start = time.time()
-            metrics_lib.log(f"first step (compilation included) took {self.start - wall_start:.1f}s since start")
+            console.log(f"first step (compilation included) took {self.start - wall_start:.1f}s since start")
         else:
             self.steps += 1
             self._interval_steps += 1
@@ -169,7 +151,6 @@ def _dataset_info(config: ml_collections.ConfigDict, data) -> Any:
 
     if jax.process_count() == 1:
         return read()
-    from jax.experimental import multihost_utils
     info = read() if jax.process_index() == 0 else None
     multihost_utils.sync_global_devices("dataset prepared")
     return info if info is not None else read()
@@ -192,29 +173,30 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     eval_loss, eval_count, train_images_per_sec, train_loss, skipped_steps, wall_time_sec.
     """
     wall_start = time.time()
-    config_validation.validate_config(config)
+    config_lib.validate_config(config)
     distributed.initialize(config)
     if config.parallel == "pmap" and jax.process_count() > 1:
         raise ConfigError("config.parallel='pmap' runs one process; use 'mesh' for "
                           f"{jax.process_count()} processes")
     par = parallel.create_parallel(config.parallel)
     if jax.process_count() > 1:  # every process says it joined: what a hung pod start needs first
-        metrics_lib.log_every_process(
+        console.log_every_process(
             f"joined the run with {jax.local_device_count()} local {jax.devices()[0].platform} "
             f"device(s), {par.num_devices} in all")
-    config_validation.validate_devices(config, device_count=par.num_devices,
+    config_lib.validate_devices(config, device_count=par.num_devices,
                                        process_count=jax.process_count())
     # Imported only now: TensorFlow's start-up logs would bury a config error above.
     from googlenet_jax import data
     _keep_tensorflow_off_accelerators()
     info = _dataset_info(config, data)
-    config_validation.validate_num_classes(config, info.num_classes)
+    config_lib.validate_num_classes(config, info.num_classes)
 
     steps_per_epoch = info.num_train_examples / config.batch_size
     num_train_steps = (config.num_train_steps if config.num_train_steps > 0
                        else math.ceil(config.num_epochs * steps_per_epoch))
     learning_rate_fn = optim.create_learning_rate_fn(config, steps_per_epoch, num_train_steps)
-    tx = optim.create_optimizer(config, learning_rate_fn)
+    tx = optim.create_optimizer(config, learning_rate_fn,
+                                frozen=stages_up_to(config.model.variant, config.freeze_up_to))
     model = create_model(config, num_classes=info.num_classes, bn_axis_name=par.bn_axis_name)
     create_state = functools.partial(
         train_state_lib.create_train_state, model, tx, seed=config.seed,
@@ -226,7 +208,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
     checkpoint_dir = os.path.join(workdir, CHECKPOINT_DIR)
     check_workdir(config, workdir)
-    resuming = bool(checkpointing.step_folders(checkpoint_dir))
+    resuming = bool(step_folders(checkpoint_dir))
     # Read before anything is written, so a bad path fails in one line and leaves no workdir.
     initial = (init_weights.load(config.init_weights, variant=config.model.variant)
                if config.init_weights and not resuming else None)
@@ -236,16 +218,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         write_workdir_files(config, workdir, model_info)
     checkpointer = checkpointing.Checkpointer(
         checkpoint_dir, every_steps=config.checkpoint_every_steps, keep=config.keep_checkpoints,
-        log=metrics_lib.log)
+        log=console.log)
     state = checkpointer.restore_latest(abstract_state, par.state_sharding(abstract_state))
     if state is None:
         state = create_state()
         if initial is not None:
             state, lines = init_weights.apply(state, initial, tx=tx, use_ema=config.ema_decay > 0)
             for line in lines:
-                metrics_lib.log(line)
+                console.log(line)
     else:
-        metrics_lib.log(f"resuming from {workdir} at step {int(state.step)}")
+        console.log(f"resuming from {workdir} at step {int(state.step)}")
     start_step = int(state.step)
     state = par.put_state(state)
 
@@ -262,11 +244,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             normalization=config.normalization, resize_size=model_info.resize_size,
             num_devices=par.num_devices, cache=config.cache)
 
-    writer = metrics_lib.MetricWriter(workdir)
+    writer = reporting.MetricWriter(workdir)
     batches = parallel.prefetch_to_device(data.train_batches(
         dataset=config.dataset, data_dir=config.data_dir, split=config.train_split,
         global_batch_size=config.batch_size, image_size=config.image_size,
-        normalization=config.normalization, seed=config.seed, augment=_augment_config(config),
+        normalization=config.normalization, seed=config.seed, augment=data.AugmentConfig(**config.augment.to_dict()),
         start_step=start_step, num_devices=par.num_devices, shuffle_buffer=config.shuffle_buffer,
         cache=config.cache), par.put_batch)
     guard = nonfinite.NonFiniteGuard(config.nan_policy, config.nan_max_consecutive_skips,
@@ -281,8 +263,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         rate = throughput.interval_rate()
         eta = (num_train_steps - done) * config.batch_size / rate if rate > 0 else math.inf
         writer.write_scalars(done, {**host_metrics, "images_per_sec": rate, "skipped_steps": guard.skipped,
-                                    **metrics_lib.memory_usage()})
-        metrics_lib.log(metrics_lib.progress_line(
+                                    **reporting.memory_usage()})
+        console.log(reporting.progress_line(
             step=done, total_steps=num_train_steps, steps_per_epoch=steps_per_epoch,
             metrics=host_metrics, images_per_sec=rate, eta_seconds=eta, skipped=guard.skipped))
 
@@ -292,7 +274,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
     def run_eval(done: int, stop: Callable[[], bool]) -> dict[str, float] | None:
         eval_start = time.time()
-        eval_metrics = evaluate(eval_step, state, eval_batches(), par, stop=stop)
+        eval_metrics = evaluation.evaluate(eval_step, state, eval_batches(), par, stop=stop)
         throughput.pause(time.time() - eval_start)
         if eval_metrics is not None:
             writer.write_scalars(done, eval_metrics)
@@ -306,14 +288,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             f"{watcher.signal_name}: saved step {done} to {checkpoint_dir} in {time.time() - save_start:.1f}s; "
             "run the same command to resume", watcher.exit_code)
 
-    metrics_lib.log(
+    console.log(
         f"training {config.model.variant} GoogLeNet on {config.dataset} "
         f"({info.num_train_examples} images, {info.num_classes} classes) at "
         f"{config.image_size}x{config.image_size}, batch {config.batch_size} on "
         f"{par.num_devices} {jax.devices()[0].platform} device(s) ({config.parallel}), "
         f"steps {start_step}->{num_train_steps}")
     try:
-        with preemption.PreemptionWatcher(log=metrics_lib.log) as watcher:
+        with preemption.PreemptionWatcher(log=console.log) as watcher:
             for done in range(start_step + 1, num_train_steps + 1):
                 batch = next(batches)
                 if done == config.inject_nan_at_step:
@@ -329,10 +311,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 if done % config.checkpoint_every_steps == 0 or is_last:
                     save(done, force=is_last)
                 if config.eval_every_steps and done % config.eval_every_steps == 0 and not is_last:
-                    eval_metrics = run_eval(done, stop=lambda: watcher.should_stop(done))
+                    eval_metrics = run_eval(done, stop=functools.partial(watcher.should_stop, done))
                     if eval_metrics is None:
                         stop_for_preemption(done, watcher)
-                    metrics_lib.log(f"step {done}: eval top1 {eval_metrics['eval_top1']:.4f} "
+                    console.log(f"step {done}: eval top1 {eval_metrics['eval_top1']:.4f} "
                                     f"top5 {eval_metrics['eval_top5']:.4f} "
                                     f"loss {eval_metrics['eval_loss']:.4f}")
             guard.check()
@@ -356,7 +338,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         "skipped_steps": guard.skipped,
         "wall_time_sec": time.time() - wall_start,
     }
-    metrics_lib.log(f"step {final_step}: held-out top1 {result['eval_top1']:.4f} "
+    console.log(f"step {final_step}: held-out top1 {result['eval_top1']:.4f} "
                     f"top5 {result['eval_top5']:.4f} loss {result['eval_loss']:.4f} | "
                     f"{images_per_sec:.0f} train img/s | {result['wall_time_sec']:.0f}s in all")
     if jax.process_index() == 0:

@@ -15,7 +15,7 @@ from typing import Mapping
 import torch
 import torchvision
 
-from googlenet_jax.caffe_torch import CaffeGoogLeNet
+from googlenet_jax.parity.caffe_torch import CaffeGoogLeNet
 
 DEFAULT_DROPOUT = {"torchvision": 0.2, "paper": 0.4}
 

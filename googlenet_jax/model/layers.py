@@ -42,15 +42,21 @@ def _max_pool_axis(x, axis: int, kernel: int, stride: int, padding: int, ceil_mo
     return functools.reduce(jnp.maximum, windows)
 
 
-def max_pool(x, kernel: int, stride: int, padding: int = 0, ceil_mode: bool = True):
+def max_pool(x, kernel: int, stride: int, padding: int = 0, ceil_mode: bool = True, *,
+             separable: bool = True):
     """Max pool over H and W; padded cells hold -inf and never win.
 
-    Computed as a max over W then over H, each a running maximum of strided slices: the
-    same values as a 2-D window, and its gradient is elementwise selects instead of
-    select_and_scatter, which dominates a training step on XLA:CPU. Where values tie, the
-    gradient is split between them (torch picks one); after a ReLU the only ties are zeros,
-    whose gradient the ReLU discards anyway.
+    separable=True computes it as a max over W then over H, each a running maximum of
+    strided slices: the same values as a 2-D window, and its gradient is elementwise selects
+    instead of select_and_scatter, which dominates a training step on XLA:CPU. Where values
+    tie, that gradient is split between them (torch picks one); after a ReLU the only ties
+    are zeros, whose gradient the ReLU discards anyway. separable=False is XLA's own 2-D
+    `reduce_window` (and select_and_scatter for the gradient).
     """
+    if not separable:
+        spatial = [_window_padding(size, kernel, stride, padding, ceil_mode) for size in x.shape[1:3]]
+        return lax.reduce_window(x, -jnp.inf, lax.max, (1, kernel, kernel, 1), (1, stride, stride, 1),
+                                 [(0, 0), *spatial, (0, 0)])
     x = _max_pool_axis(x, 2, kernel, stride, padding, ceil_mode)
     return _max_pool_axis(x, 1, kernel, stride, padding, ceil_mode)
 

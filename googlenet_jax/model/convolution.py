@@ -89,14 +89,17 @@ def _cpu_conv2d_backward(stride, padding, residuals, grad):
 _cpu_conv2d.defvjp(_cpu_conv2d_forward, _cpu_conv2d_backward)
 
 
-def conv2d(x, kernel, *, stride: int = 1, padding: int = 0):
+def conv2d(x, kernel, *, stride: int = 1, padding: int = 0, cpu_gradients: bool = True):
     """Cross-correlation of NHWC `x` with a square HWIO `kernel`, symmetric zero padding.
 
-    The same function as `lax.conv_general_dilated` with those arguments; only how XLA:CPU
-    computes it and its gradients differs (see the module docstring).
+    The same function as `lax.conv_general_dilated` with those arguments; with
+    `cpu_gradients` (the default) XLA:CPU computes it and its gradients in the forms the
+    module docstring lists, without it everywhere as XLA's own convolution.
     """
     if x.dtype != kernel.dtype:
         raise ValueError(f"conv2d: input dtype {x.dtype} and kernel dtype {kernel.dtype} differ")
+    if not cpu_gradients:
+        return _xla_conv(x, kernel, stride, padding)
     return lax.platform_dependent(
         x, kernel,
         cpu=lambda x, kernel: _cpu_conv2d(x, kernel, stride, padding),

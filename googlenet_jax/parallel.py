@@ -1,6 +1,7 @@
-"""Every device, mesh and sharding decision of training lives here.
+"""Every device, mesh and sharding decision lives here (training, evaluation, the classifier).
 
-Two ways to run the pure steps of steps.py, picked by `config.parallel`:
+Two ways to run pure per-batch steps (training/steps.py, evaluation.py), picked by
+`config.parallel`:
 
 - "pmap": `jax.pmap` over this host's devices with axis name "batch". The state is
   replicated with a leading device axis; each host batch is reshaped to
@@ -22,9 +23,11 @@ from typing import Any, Callable, Iterator, Optional
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 AXIS_NAME = "batch"
+KINDS = ("pmap", "mesh")  # config.parallel
 
 # step_fn(state, batch, *, axis_name) -> (state, metrics); eval_fn(state, batch, *, axis_name).
 StepFn = Callable[..., Any]
@@ -141,7 +144,7 @@ def create_parallel(kind: str) -> Parallel:
         return PmapParallel()
     if kind == "mesh":
         return MeshParallel()
-    raise ValueError(f"unknown parallel kind {kind!r}; expected 'pmap' or 'mesh'")
+    raise ValueError(f"unknown parallel kind {kind!r}; expected one of {KINDS}")
 
 
 def prefetch_to_device(batches: Iterator[Any], put_batch: Callable[[Any], Any],

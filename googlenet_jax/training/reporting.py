@@ -1,12 +1,15 @@
-"""TensorBoard event files and the console progress line; only process 0 writes."""
+"""What a training run reports: TensorBoard scalars, the progress line, memory in use.
+
+Only process 0 writes event files; googlenet_jax/console.py prints the lines.
+"""
 from __future__ import annotations
 
-import math
 import os
-import sys
-from typing import Mapping, Optional, TextIO
+from typing import Mapping, Optional
 
 import jax
+
+from googlenet_jax.console import format_duration
 
 
 class MetricWriter:
@@ -34,20 +37,6 @@ class MetricWriter:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-
-
-def format_duration(seconds: float) -> str:
-    """3725 -> '1h02m05s', 65 -> '1m05s', 5 -> '5s'."""
-    if not math.isfinite(seconds):
-        return "?"
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m{secs:02d}s"
-    if minutes:
-        return f"{minutes}m{secs:02d}s"
-    return f"{secs}s"
 
 
 def progress_line(*, step: int, total_steps: int, steps_per_epoch: int,
@@ -83,23 +72,3 @@ def memory_usage() -> dict[str, float]:
     if stats and "bytes_in_use" in stats:
         usage["device_memory_mb"] = stats["bytes_in_use"] / 2**20
     return usage
-
-
-def process_prefix() -> str:
-    """'[process 1/2] ' in a multi-process run, '' otherwise."""
-    if jax.process_count() == 1:
-        return ""
-    return f"[process {jax.process_index()}/{jax.process_count()}] "
-
-
-def log(line: str, *, stream: TextIO = sys.stdout) -> None:
-    """Prints a progress line on process 0 only (prefixed with its index when there are several)."""
-    if jax.process_index() == 0:
-        log_every_process(line, stream=stream)
-
-
-def log_every_process(line: str, *, stream: TextIO = sys.stdout) -> None:
-    """Prints a line on every process, prefixed with its index when there are several."""
-    # One write of the whole line: processes sharing a terminal or pipe never split each other's.
-    stream.write(f"{process_prefix()}{line}\n")
-    stream.flush()

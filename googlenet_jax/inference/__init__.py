@@ -1,0 +1,26 @@
+"""Inference: images to model inputs, the jitted Classifier, and serving artifacts.
+
+    images       read and preprocess images exactly as the eval pipeline does
+    classifier   Classifier, Prediction, classify_files
+    serving      the jax.export artifact (python -m googlenet_jax.export)
+"""
+from googlenet_jax.inference.classifier import (
+    FEATURES_DIM,
+    Classifier,
+    FileResult,
+    Prediction,
+    batch_buckets,
+    classify_files,
+)
+from googlenet_jax.inference.images import (
+    ImageError,
+    as_image_list,
+    preprocess_each,
+    preprocess_images,
+    read_image,
+)
+
+__all__ = [
+    "FEATURES_DIM", "Classifier", "FileResult", "ImageError", "Prediction", "as_image_list", "batch_buckets",
+    "classify_files", "preprocess_each", "preprocess_images", "read_image",
+]

@@ -1,0 +1,198 @@
+"""GoogLeNet as data: the paper's Table 1, the two variants, and the stage names.
+
+Everything that reads the network's structure reads it here: the network builds itself from
+`backbone(variant)`, the Table 1 summary takes its pool windows and strides from it, the
+stage vocabulary (`stage_names`) that capture, features, freezing and parity speak is
+derived from it, and so is the smallest input each variant takes.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Callable, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from googlenet_jax.model import layers
+
+
+class InceptionChannels(NamedTuple):
+    """Output channels of one Inception module, in the paper's Table 1 column order."""
+
+    ch1x1: int
+    ch3x3_reduce: int
+    ch3x3: int
+    ch5x5_reduce: int
+    ch5x5: int
+    pool_proj: int
+
+
+# Table 1 of the paper. None marks a max pool between stages.
+INCEPTION_TABLE = (
+    ("inception3a", InceptionChannels(64, 96, 128, 16, 32, 32)),
+    ("inception3b", InceptionChannels(128, 128, 192, 32, 96, 64)),
+    None,
+    ("inception4a", InceptionChannels(192, 96, 208, 16, 48, 64)),
+    ("inception4b", InceptionChannels(160, 112, 224, 24, 64, 64)),
+    ("inception4c", InceptionChannels(128, 128, 256, 24, 64, 64)),
+    ("inception4d", InceptionChannels(112, 144, 288, 32, 64, 64)),
+    ("inception4e", InceptionChannels(256, 160, 320, 32, 128, 128)),
+    None,
+    ("inception5a", InceptionChannels(256, 160, 320, 32, 128, 128)),
+    ("inception5b", InceptionChannels(384, 192, 384, 48, 128, 128)),
+)
+# Auxiliary heads read the outputs of these modules (aux1 on 4a, aux2 on 4d).
+AUX_TAPS = {"inception4a": "aux1", "inception4d": "aux2"}
+AUX_POOLED_SIZE = 4  # both variants' aux heads see a 4x4 map (fc1 takes 128 * 4 * 4)
+FEATURES_DIM = 1024  # inception5b's channels, globally pooled: the classifier's input
+# The sub-stages an Inception module records, named after its submodules ("pool" is the 3x3/1
+# max pool that feeds pool_proj).
+INCEPTION_PARTS = ("branch1x1", "branch3x3_reduce", "branch3x3", "branch5x5_reduce", "branch5x5",
+                   "pool", "pool_proj")
+
+
+class Conv(NamedTuple):
+    """A stem convolution block: conv (square kernel, symmetric zero padding) -> BN or bias -> ReLU."""
+
+    features: int
+    kernel: int
+    stride: int = 1
+    padding: int = 0
+
+
+class MaxPool(NamedTuple):
+    """A ceil-mode max pool between stages."""
+
+    kernel: int
+    stride: int
+
+
+class LRN(NamedTuple):
+    """Caffe's local response normalisation across channels (the paper variant's stem)."""
+
+    size: int = 5
+
+
+def torch_linear_bias_init(fan_in: int):
+    """torch.nn.Linear's default bias: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    bound = 1.0 / math.sqrt(fan_in)
+
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+# Caffe's "xavier" filler: U(-sqrt(3 / fan_in), sqrt(3 / fan_in)).
+caffe_xavier = nn.initializers.variance_scaling(1.0, "fan_in", "uniform")
+# torchvision: trunc_normal_(std=0.01, a=-2, b=2); the bounds are absolute (200 sigma), so
+# the truncation never fires and this is a plain normal.
+torchvision_weight_init = nn.initializers.normal(0.01)
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """Everything that differs between the two variants."""
+
+    batch_norm: bool  # conv + BN (no conv bias) vs conv with bias
+    lrn: bool  # LRN after pool1 and after conv3
+    branch5x5_kernel: int  # the "5x5" branch: 3 in torchvision (issue 906), 5 in the paper
+    pool4_kernel: int  # the max pool after 4e
+    aux_pool: str  # "adaptive" (torch AdaptiveAvgPool2d(4)) or "caffe" (AvgPool 5x5/3 ceil)
+    dropout_rate: float
+    weight_init: Callable
+    conv_bias: float  # Caffe initialises conv biases to 0.2
+    classifier_bias_init: Callable[[int], Callable]  # fan_in -> init, for both classifiers
+    aux_fc1_bias_init: Callable[[int], Callable]  # fan_in -> init
+
+
+VARIANTS = {
+    "torchvision": Variant(
+        batch_norm=True, lrn=False, branch5x5_kernel=3, pool4_kernel=2, aux_pool="adaptive",
+        dropout_rate=0.2, weight_init=torchvision_weight_init, conv_bias=0.0,
+        classifier_bias_init=torch_linear_bias_init, aux_fc1_bias_init=torch_linear_bias_init),
+    "paper": Variant(
+        batch_norm=False, lrn=True, branch5x5_kernel=5, pool4_kernel=3, aux_pool="caffe",
+        dropout_rate=0.4, weight_init=caffe_xavier, conv_bias=0.2,
+        classifier_bias_init=lambda fan_in: nn.initializers.zeros,
+        aux_fc1_bias_init=lambda fan_in: nn.initializers.constant(0.2)),
+}
+
+
+def variant_spec(variant: str) -> Variant:
+    """VARIANTS[variant], or a ValueError naming the variants."""
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
+    return VARIANTS[variant]
+
+
+def backbone(variant: str) -> tuple[tuple[str, Conv | MaxPool | LRN | InceptionChannels], ...]:
+    """The layers from the image to inception5b, in order: (stage name, layer)."""
+    spec = variant_spec(variant)
+    lrn = (LRN(),) if spec.lrn else ()
+    stem = [("conv1", Conv(64, 7, stride=2, padding=3)), ("pool1", MaxPool(3, 2)),
+            *(("lrn1", layer) for layer in lrn),
+            ("conv2", Conv(64, 1)), ("conv3", Conv(192, 3, padding=1)),
+            *(("lrn2", layer) for layer in lrn),
+            ("pool2", MaxPool(3, 2))]
+    pools = iter((("pool3", MaxPool(3, 2)), ("pool4", MaxPool(spec.pool4_kernel, 2))))
+    body = [next(pools) if entry is None else entry for entry in INCEPTION_TABLE]
+    return tuple(stem + body)
+
+
+def backbone_stages(variant: str = "torchvision") -> tuple[str, ...]:
+    """conv1 ... inception5b in network order: the stages `freeze_up_to` and features_only use."""
+    return tuple(name for name, _ in backbone(variant))
+
+
+def stages_up_to(variant: str, stage: str) -> tuple[str, ...]:
+    """The backbone stages from conv1 to `stage` included ("" gives none): what
+    `freeze_up_to=stage` freezes. A ValueError lists the stages for an unknown name."""
+    if not stage:
+        return ()
+    stages = backbone_stages(variant)
+    if stage not in stages:
+        raise ValueError(f"{stage!r} is not a backbone stage of the {variant} GoogLeNet; stages: "
+                         f"{', '.join(stages)}")
+    return stages[:stages.index(stage) + 1]
+
+
+def stage_names(variant: str = "torchvision", *, aux_logits: bool = True) -> tuple[str, ...]:
+    """Every stage of the network in the order it computes them: the backbone (with the aux
+    heads right after the module they read), then avgpool (the pooled 1024-d features) and fc
+    (the logits). The parity tool prints these rows; `capture` takes these names and the
+    Inception sub-stages "inceptionXY/<part>" (see INCEPTION_PARTS)."""
+    names = []
+    for name in backbone_stages(variant):
+        names.append(name)
+        if aux_logits and name in AUX_TAPS:
+            names.append(AUX_TAPS[name])
+    return tuple(names + ["avgpool", "fc"])
+
+
+def inception_substages(variant: str = "torchvision") -> tuple[str, ...]:
+    """"inception3a/branch1x1", ... for every Inception module, in network order."""
+    return tuple(f"{name}/{part}" for name, layer in backbone(variant)
+                 if isinstance(layer, InceptionChannels) for part in INCEPTION_PARTS)
+
+
+def feature_map_size(size: int, variant: str) -> int | None:
+    """Side of the 5b feature map for a square input of `size`, or None if a layer fails."""
+    for _, layer in backbone(variant):
+        if size < 1:
+            return None
+        if isinstance(layer, Conv):
+            size = (size + 2 * layer.padding - layer.kernel) // layer.stride + 1
+        elif isinstance(layer, MaxPool):
+            size = layers.pool_output_size(size, layer.kernel, layer.stride, 0, ceil_mode=True)
+    return size if size >= 1 else None
+
+
+def min_input_size(variant: str) -> int:
+    """Smallest square input whose every feature map is at least 1x1 (torchvision: 15)."""
+    size = 1
+    while feature_map_size(size, variant) is None:
+        size += 1
+    return size

@@ -1,0 +1,348 @@
+"""GoogLeNet (Inception v1) in flax.linen, NHWC.
+
+Two variants share one network definition and differ only in `architecture.VARIANTS`:
+- "torchvision": numerically identical to torchvision 0.29.1's `googlenet` (BatchNorm,
+  3x3 "5x5" branch, 2x2 pool after 4e, adaptive pools), so its weights load unchanged.
+- "paper": BVLC Caffe's bvlc_googlenet, the topology the paper released (biased convs,
+  LRN, true 5x5 branches, 3x3 pool after 4e, 5x5/3 average pool in the aux heads).
+
+The network records the output of every stage it computes in a plain dict, by stage name
+(`architecture.stage_names`); `capture=` hands the named ones back. That one mechanism serves
+features for detection forks, the parity tool, the Table 1 summary and frozen backbones.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+from typing import Any, Callable, NamedTuple, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from googlenet_jax.model import architecture as arch
+from googlenet_jax.model import convolution, layers
+from googlenet_jax.model.input_spec import IMAGENET_MEAN, IMAGENET_STD
+
+
+@dataclasses.dataclass(frozen=True)
+class ComputeForms:
+    """How some layers are computed: every form gives the same function (up to rounding) and
+    the same parameters, so checkpoints do not care. Each is a speed lever that benchmarks
+    switch off with `model.clone(forms=ComputeForms(...))` to measure what it gives.
+
+    merged_1x1: an Inception module's three 1x1 convolutions that read its input run as one
+      convolution over their concatenated kernels (BatchNorm stays per block).
+    separable_max_pool: max pools as a W-then-H running max of strided slices instead of one
+      `reduce_window` (whose gradient, select_and_scatter, is slow on XLA:CPU).
+    cpu_conv_gradients: on the CPU, 1x1 convolutions as matrix products and large-map kernel
+      gradients as per-tap products (`convolution.conv2d`); elsewhere XLA's own either way.
+    """
+
+    merged_1x1: bool = True
+    separable_max_pool: bool = True
+    cpu_conv_gradients: bool = True
+
+
+class GoogLeNetOutputs(NamedTuple):
+    """Train-mode outputs; aux_logits1 is the head on 4a, aux_logits2 the head on 4d."""
+
+    logits: Any
+    aux_logits1: Any
+    aux_logits2: Any
+
+
+class ConvParams(nn.Module):
+    """A convolution's parameters, named as flax's nn.Conv names them: "kernel" (HWIO), "bias"."""
+
+    features: int
+    kernel: int
+    use_bias: bool
+    weight_init: Callable
+    bias_init: Callable
+
+    @nn.compact
+    def __call__(self, in_features: int):
+        kernel = self.param("kernel", self.weight_init,
+                            (self.kernel, self.kernel, in_features, self.features), jnp.float32)
+        bias = self.param("bias", self.bias_init, (self.features,), jnp.float32) if self.use_bias else None
+        return kernel, bias
+
+
+class ConvBlock(nn.Module):
+    """Conv -> (BatchNorm) -> ReLU: torchvision's BasicConv2d, or Caffe's biased conv + ReLU.
+
+    `weights` and `activate` split the block around its convolution so that an Inception
+    module can run several 1x1 blocks that read the same input as one convolution.
+    """
+
+    features: int
+    kernel: int
+    stride: int = 1
+    padding: int = 0
+    batch_norm: bool = True
+    weight_init: Callable = arch.torchvision_weight_init
+    bias_init: Callable = nn.initializers.zeros
+    bn_axis_name: str | None = None
+    dtype: Any = jnp.float32
+    cpu_conv_gradients: bool = True
+
+    def setup(self):
+        self.conv = ConvParams(self.features, self.kernel, not self.batch_norm, self.weight_init,
+                               self.bias_init)
+        if self.batch_norm:
+            # torch momentum 0.1 == flax momentum 0.9.
+            self.bn = nn.BatchNorm(momentum=0.9, epsilon=1e-3, dtype=self.dtype, param_dtype=jnp.float32,
+                                   axis_name=self.bn_axis_name)
+
+    def weights(self, in_features: int):
+        """(kernel, bias or None) in the compute dtype."""
+        kernel, bias = self.conv(in_features)
+        return kernel.astype(self.dtype), None if bias is None else bias.astype(self.dtype)
+
+    def activate(self, y, bias, *, train: bool):
+        """Everything after the convolution: bias or BatchNorm, then ReLU."""
+        if bias is not None:
+            y = y + bias
+        if self.batch_norm:
+            y = self.bn(y, use_running_average=not train)
+        return nn.relu(y)
+
+    def __call__(self, x, *, train: bool):
+        kernel, bias = self.weights(x.shape[-1])
+        y = convolution.conv2d(jnp.asarray(x, self.dtype), kernel, stride=self.stride, padding=self.padding,
+                               cpu_gradients=self.cpu_conv_gradients)
+        return self.activate(y, bias, train=train)
+
+
+def shared_input_1x1(blocks, x, *, train: bool, cpu_conv_gradients: bool = True):
+    """Several 1x1 ConvBlocks applied to the same input, as one convolution.
+
+    The kernels are concatenated on their output channels at apply time, so each block keeps
+    its own parameters (and names); the result is split back and each block finishes on its
+    own channels. One wide matrix product reads the input once instead of once per block.
+    """
+    weights = [block.weights(x.shape[-1]) for block in blocks]
+    kernel = jnp.concatenate([kernel for kernel, _ in weights], axis=-1)
+    y = convolution.conv2d(jnp.asarray(x, kernel.dtype), kernel, cpu_gradients=cpu_conv_gradients)
+    splits = list(itertools.accumulate(kernel.shape[-1] for kernel, _ in weights))[:-1]
+    return [block.activate(part, bias, train=train)
+            for block, part, (_, bias) in zip(blocks, jnp.split(y, splits, axis=-1), weights)]
+
+
+class Inception(nn.Module):
+    """Four parallel branches concatenated on channels: 1x1 | 1x1->3x3 | 1x1->"5x5" | pool->1x1.
+
+    Returns the concatenation, or with `parts=True` (concatenation, {part: output}) for the
+    parts named in `architecture.INCEPTION_PARTS`.
+    """
+
+    channels: arch.InceptionChannels
+    conv_block: Callable[..., nn.Module]
+    branch5x5_kernel: int = 3
+    forms: ComputeForms = ComputeForms()
+
+    @nn.compact
+    def __call__(self, x, *, train: bool, parts: bool = False):
+        c, conv = self.channels, self.conv_block
+        inputs_1x1 = [conv(c.ch1x1, 1, name="branch1x1"), conv(c.ch3x3_reduce, 1, name="branch3x3_reduce"),
+                      conv(c.ch5x5_reduce, 1, name="branch5x5_reduce")]
+        if self.forms.merged_1x1:  # the three 1x1 convolutions that read the module's input, as one
+            out = dict(zip(("branch1x1", "branch3x3_reduce", "branch5x5_reduce"), shared_input_1x1(
+                inputs_1x1, x, train=train, cpu_conv_gradients=self.forms.cpu_conv_gradients)))
+        else:
+            out = {block.name: block(x, train=train) for block in inputs_1x1}
+        out["branch3x3"] = conv(c.ch3x3, 3, padding=1, name="branch3x3")(out["branch3x3_reduce"], train=train)
+        k = self.branch5x5_kernel
+        out["branch5x5"] = conv(c.ch5x5, k, padding=k // 2, name="branch5x5")(out["branch5x5_reduce"],
+                                                                              train=train)
+        out["pool"] = layers.max_pool(x, 3, 1, padding=1, ceil_mode=True,
+                                      separable=self.forms.separable_max_pool)
+        out["pool_proj"] = conv(c.pool_proj, 1, name="pool_proj")(out["pool"], train=train)
+        y = jnp.concatenate([out["branch1x1"], out["branch3x3"], out["branch5x5"], out["pool_proj"]], axis=-1)
+        return (y, out) if parts else y
+
+
+class AuxHead(nn.Module):
+    """Auxiliary classifier: avg pool -> 4x4, 1x1 conv 128, fc 1024 + ReLU, dropout, fc."""
+
+    num_classes: int
+    conv_block: Callable[..., nn.Module]
+    pool: str  # "adaptive" or "caffe"
+    dropout_rate: float
+    weight_init: Callable
+    fc1_bias_init: Callable[[int], Callable]
+    classifier_bias_init: Callable[[int], Callable]
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, *, train: bool):
+        if self.pool == "adaptive":
+            x = layers.adaptive_avg_pool(x, arch.AUX_POOLED_SIZE)
+        else:
+            x = layers.avg_pool_ceil(x, 5, 3)
+            if x.shape[1:3] != (arch.AUX_POOLED_SIZE, arch.AUX_POOLED_SIZE):
+                raise ValueError(
+                    f"the paper variant's aux heads need a 12 to 14 pixel 4a/4d feature map (224x224 "
+                    f"input gives 14), got {x.shape[1]}x{x.shape[2]} after their 5x5/3 pool; use "
+                    f"aux_logits=False or variant='torchvision' at this input size")
+        x = self.conv_block(128, 1, name="conv")(x, train=train)
+        # torch flattens (C, H, W); we flatten (H, W, C), and the weight converter permutes
+        # fc1's input rows to match.
+        x = x.reshape(x.shape[0], -1)
+        dense = functools.partial(nn.Dense, dtype=self.dtype, param_dtype=jnp.float32,
+                                  kernel_init=self.weight_init)
+        x = nn.relu(dense(1024, bias_init=self.fc1_bias_init(x.shape[-1]), name="fc1")(x))
+        x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
+        return dense(self.num_classes, bias_init=self.classifier_bias_init(1024), name="fc2")(x)
+
+
+class GoogLeNet(nn.Module):
+    """GoogLeNet / Inception v1.
+
+    Input: NHWC float images (N, H, W, 3). `apply(variables, x, train=False)` returns
+    logits (N, num_classes) in float32 (float64 when dtype is float64). With `train=True`
+    and `aux_logits=True` it returns `GoogLeNetOutputs(logits, aux_logits1, aux_logits2)`.
+    Parameters are float32; `dtype` is the compute dtype. `bn_axis_name` averages
+    BatchNorm statistics across devices under pmap.
+
+    Looking inside, by stage name (`architecture.stage_names`: conv1, pool1, conv2, conv3,
+    pool2, inception3a ... inception5b, avgpool, fc, aux1, aux2; lrn1/lrn2 in the paper
+    variant; Inception parts as "inception4a/branch3x3"):
+    - `capture=("inception4e", "inception5b")` returns `(output, {name: array})`, the output
+      being what the call returns without capture. aux1/aux2 exist only where the aux heads
+      run (train mode), and are absent from the dict otherwise;
+    - `features_only=True` with `capture=...` returns only that dict and stops after the
+      last stage asked for (no classifier): a backbone for detection/segmentation forks;
+    - `features=True` (with `train=False`) returns the 1024-d globally pooled features
+      (N, 1024) that feed the classifier, for transfer learning and retrieval.
+    An unknown stage name is a ValueError listing the names.
+
+    `freeze_up_to` (a backbone stage name, "" for none) fixes that stage and every earlier
+    one in training: their BatchNorm runs on its running statistics (which stay as they are)
+    and no gradient flows into them. The optimizer must leave their parameters alone too
+    (training/optim.py does, for weight decay).
+    """
+
+    num_classes: int = 1000
+    variant: str = "torchvision"
+    aux_logits: bool = True
+    transform_input: bool = False
+    dropout_rate: float | None = None  # None: the variant's own (0.2 torchvision, 0.4 paper)
+    aux_dropout_rate: float = 0.7
+    dtype: Any = jnp.float32
+    bn_axis_name: str | None = None
+    forms: ComputeForms = ComputeForms()
+    freeze_up_to: str = ""
+
+    def _check_input(self, x):
+        arch.variant_spec(self.variant)
+        if x.ndim != 4 or x.shape[-1] != 3:
+            raise ValueError(f"GoogLeNet expects NHWC images of shape (N, H, W, 3), got shape {tuple(x.shape)}")
+        smallest = arch.min_input_size(self.variant)
+        if min(x.shape[1:3]) < smallest:
+            raise ValueError(
+                f"input {x.shape[1]}x{x.shape[2]} is too small for the {self.variant} GoogLeNet: "
+                f"height and width must be at least {smallest}")
+
+    def capture_names(self) -> tuple[str, ...]:
+        """Every name `capture` takes: the stages in network order, then the Inception parts."""
+        return arch.stage_names(self.variant, aux_logits=self.aux_logits) + arch.inception_substages(self.variant)
+
+    def _check_stages(self, capture: Sequence[str], features_only: bool) -> tuple[str, ...]:
+        if isinstance(capture, str):
+            capture = (capture,)
+        unknown = [name for name in capture if name not in self.capture_names()]
+        if unknown:
+            raise ValueError(f"unknown stage(s) {', '.join(map(repr, unknown))} of the {self.variant} GoogLeNet; "
+                             f"stages: {', '.join(arch.stage_names(self.variant, aux_logits=self.aux_logits))} "
+                             "(and 'inceptionXY/<part>' for parts " + ", ".join(arch.INCEPTION_PARTS) + ")")
+        if features_only and not capture:
+            raise ValueError("features_only=True returns the captured stages: pass capture=(stage names)")
+        return tuple(dict.fromkeys(capture))
+
+    @nn.compact
+    def __call__(self, x, *, train: bool, capture: Sequence[str] = (), features_only: bool = False,
+                 features: bool = False):
+        self._check_input(x)
+        capture = self._check_stages(capture, features_only)
+        if features and train:
+            raise ValueError("features=True returns the pooled features of an eval-mode pass; "
+                             "use train=False")
+        spec = arch.VARIANTS[self.variant]
+        conv = functools.partial(
+            ConvBlock, batch_norm=spec.batch_norm, weight_init=spec.weight_init,
+            bias_init=nn.initializers.constant(spec.conv_bias), bn_axis_name=self.bn_axis_name,
+            dtype=self.dtype, cpu_conv_gradients=self.forms.cpu_conv_gradients)
+        stages = {}  # stage name -> output, for capture
+        order = arch.stage_names(self.variant, aux_logits=self.aux_logits)
+        # Features-only calls stop after the last stage asked for.
+        stop_at = max((name.split("/")[0] for name in capture), key=order.index) if features_only else None
+        frozen = arch.stages_up_to(self.variant, self.freeze_up_to)
+
+        x = jnp.asarray(x, self.dtype)
+        if self.transform_input:
+            # Maps ImageNet-normalised input to the [-1, 1] range the ported weights expect.
+            std, mean = jnp.asarray(IMAGENET_STD, self.dtype), jnp.asarray(IMAGENET_MEAN, self.dtype)
+            x = x * (std / 0.5) + (mean - 0.5) / 0.5
+
+        # Aux heads run in training, and at init so that their parameters exist.
+        run_aux = self.aux_logits and (train or self.is_initializing())
+        for name, layer in arch.backbone(self.variant):
+            stage_train = train and name not in frozen
+            if isinstance(layer, arch.Conv):
+                x = conv(layer.features, layer.kernel, stride=layer.stride, padding=layer.padding,
+                         name=name)(x, train=stage_train)
+            elif isinstance(layer, arch.MaxPool):
+                x = layers.max_pool(x, layer.kernel, layer.stride, separable=self.forms.separable_max_pool)
+            elif isinstance(layer, arch.LRN):
+                x = layers.local_response_norm(x, layer.size)
+            else:
+                module = Inception(layer, conv, spec.branch5x5_kernel, self.forms, name=name)
+                if any(wanted.startswith(name + "/") for wanted in capture):
+                    x, parts = module(x, train=stage_train, parts=True)
+                    stages.update({f"{name}/{part}": value for part, value in parts.items()})
+                else:
+                    x = module(x, train=stage_train)
+            if train and name in frozen:
+                x = jax.lax.stop_gradient(x)
+            stages[name] = x
+            if run_aux and name in arch.AUX_TAPS and (not features_only or arch.AUX_TAPS[name] in capture):
+                head = AuxHead(
+                    self.num_classes, conv, spec.aux_pool, self.aux_dropout_rate, spec.weight_init,
+                    spec.aux_fc1_bias_init, spec.classifier_bias_init, self.dtype, name=arch.AUX_TAPS[name])
+                stages[arch.AUX_TAPS[name]] = head(x, train=train)
+            if features_only and stop_at in (name, arch.AUX_TAPS.get(name)):
+                return _picked(stages, capture)
+
+        out_dtype = jnp.promote_types(self.dtype, jnp.float32)
+        x = stages["avgpool"] = jnp.mean(x, axis=(1, 2))  # adaptive avg pool to 1x1 (Caffe: 7x7 at 224)
+        if stop_at == "avgpool":
+            return _picked(stages, capture)
+        if features:
+            return _with_capture(x.astype(out_dtype), stages, capture)
+        rate = spec.dropout_rate if self.dropout_rate is None else self.dropout_rate
+        x = nn.Dropout(rate)(x, deterministic=not train)
+        logits = nn.Dense(
+            self.num_classes, dtype=self.dtype, param_dtype=jnp.float32,
+            kernel_init=spec.weight_init, bias_init=spec.classifier_bias_init(x.shape[-1]),
+            name="fc")(x)
+        logits = stages["fc"] = logits.astype(out_dtype)
+        for head in ("aux1", "aux2"):
+            if head in stages:
+                stages[head] = stages[head].astype(out_dtype)
+        if features_only:
+            return _picked(stages, capture)
+        if self.aux_logits and train:
+            return _with_capture(GoogLeNetOutputs(logits, stages["aux1"], stages["aux2"]), stages, capture)
+        return _with_capture(logits, stages, capture)
+
+
+def _picked(stages: dict, names: Sequence[str]) -> dict:
+    """The captured stages that ran (the aux heads run in train mode only)."""
+    return {name: stages[name] for name in names if name in stages}
+
+
+def _with_capture(output, stages: dict, names: Sequence[str]):
+    return (output, _picked(stages, names)) if names else output

@@ -1,0 +1,154 @@
+"""What several test files share: commands, real photos, torch references, a tiny model.
+
+torch, torchvision and TensorFlow are imported inside the helpers that need them, so a test
+file that uses none of them never loads them.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import flax.linen as nn
+import numpy as np
+import skimage
+from PIL import Image
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def run_command(args, *, cache_dir=None, check=True, timeout=900, env=None):
+    """Runs `python ARGS...` from the repository root; returns the CompletedProcess."""
+    env = dict(os.environ if env is None else env)  # keeps the 8 fake devices
+    if cache_dir is not None:
+        env.update(JAX_COMPILATION_CACHE_DIR=str(cache_dir), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                   JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    proc = subprocess.run([sys.executable, *map(str, args)], env=env, cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout, check=False)
+    if check:
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+# The fine-tuning run of conftest's `finetuned_workdir`: the backbone frozen up to 4e, so those
+# weights must survive bit for bit while a high learning rate and weight decay move the rest.
+FREEZE_UP_TO = "inception4e"
+FINETUNE_ARGS = [
+    "--config.dataset=image_folder", "--config.num_classes=3", "--config.image_size=32",
+    "--config.batch_size=8", "--config.eval_batch_size=8", "--config.num_train_steps=2",
+    "--config.checkpoint_every_steps=2", "--config.log_every_steps=1",
+    "--config.optimizer.learning_rate=0.1", "--config.optimizer.warmup_epochs=0",
+    "--config.optimizer.weight_decay=0.01", f"--config.freeze_up_to={FREEZE_UP_TO}", "--config.ema_decay=0.5",
+]
+
+
+# ----------------------------------------------------------------------------- real photos
+# scikit-image's sample images (shipped in its wheel): name -> file. JPEG, PNG, RGB and
+# grayscale, portrait and landscape, odd sizes.
+PHOTO_DIR = os.path.join(os.path.dirname(skimage.__file__), "data")
+PHOTOS = {
+    "rocket": "rocket.jpg",  # 427x640 JPEG
+    "cat": "chelsea.png",  # 300x451 PNG
+    "coffee": "coffee.png",  # 400x600
+    "astronaut": "astronaut.png",  # 512x512
+    "hubble": "hubble_deep_field.jpg",  # 872x1000 JPEG
+    "camera": "camera.png",  # 512x512 grayscale
+}
+FOLDER_CLASSES = ("cat", "coffee", "rocket")
+
+
+def photo(name: str) -> str:
+    return os.path.join(PHOTO_DIR, PHOTOS[name])
+
+
+def photos(*names: str) -> list[str]:
+    return [photo(n) for n in (names or PHOTOS)]
+
+
+def make_photo_folder(root, *, train_per_class=8, test_per_class=4, size=(48, 40), seed=0) -> str:
+    """root/{train,test}/{cat,coffee,rocket}/N.jpg: random square crops of three photos."""
+    rng = np.random.default_rng(seed)
+    for split, count in (("train", train_per_class), ("test", test_per_class)):
+        for name in FOLDER_CLASSES:
+            image = Image.open(photo(name)).convert("RGB")
+            width, height = image.size
+            folder = os.path.join(root, split, name)
+            os.makedirs(folder, exist_ok=True)
+            for i in range(count):
+                side = int(min(width, height) * rng.uniform(0.5, 0.9))
+                left, top = int(rng.integers(0, width - side)), int(rng.integers(0, height - side))
+                crop = image.crop((left, top, left + side, top + side)).resize(size)
+                crop.save(os.path.join(folder, f"{i}.jpg"), quality=90)
+    return str(root)
+
+
+# ----------------------------------------------------------------------------- torch references
+
+
+def torch_reference(variant: str, **kwargs):
+    """googlenet_jax.parity.references.build: the variant's torch model with random weights."""
+    from googlenet_jax.parity import references
+
+    return references.build(variant, **kwargs)
+
+
+def state_dict_numpy(net) -> dict:
+    return {k: v.detach().cpu().numpy().copy() for k, v in net.state_dict().items()}
+
+
+def images(n: int, height: int, width: int, seed: int = 0) -> np.ndarray:
+    """Random NHWC float32 images, roughly ImageNet-normalised."""
+    return np.random.default_rng(seed).standard_normal((n, height, width, 3)).astype(np.float32)
+
+
+def to_nchw(x: np.ndarray):
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+
+
+def relative_error(actual, expected) -> float:
+    """||actual - expected|| / ||expected|| (L2 over all elements)."""
+    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    return float(np.linalg.norm(actual - expected) / np.linalg.norm(expected))
+
+
+def torchvision_eval_input(image: Image.Image) -> np.ndarray:
+    """torchvision's own eval transform for its GoogLeNet weights of a PIL image, as NHWC
+    numpy (1, 224, 224, 3): the independent reference of our eval preprocessing."""
+    from torchvision.models import GoogLeNet_Weights
+
+    return GoogLeNet_Weights.IMAGENET1K_V1.transforms()(image).numpy().transpose(1, 2, 0)[None]
+
+
+# ----------------------------------------------------------------------------- models
+
+
+
+TINY_CLASSES = 10
+
+
+class TinyNet(nn.Module):
+    """GoogLeNet's interface (BN over bn_axis_name, dropout, two aux heads) at toy size."""
+    num_classes: int = TINY_CLASSES
+    dropout_rate: float = 0.0
+    bn_axis_name: str | None = None
+
+    @nn.compact
+    def __call__(self, x, *, train: bool):
+        x = nn.Conv(8, (3, 3), use_bias=False)(x)
+        x = nn.BatchNorm(use_running_average=not train, momentum=0.9, axis_name=self.bn_axis_name)(x)
+        x = nn.relu(x).mean(axis=(1, 2))
+        x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
+        logits = nn.Dense(self.num_classes)(x)
+        aux1, aux2 = nn.Dense(self.num_classes)(x), nn.Dense(self.num_classes)(x)
+        return (logits, aux1, aux2) if train else logits
+
+
+def tiny_batch(n: int, size: int, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.RandomState(seed)
+    return {"image": rng.randn(n, size, size, 3).astype(np.float32),
+            "label": rng.randint(0, TINY_CLASSES, n).astype(np.int32)}

@@ -1,0 +1,73 @@
+"""The seven commands behave alike: one-line `COMMAND: error: ...` errors, exit 2 for bad
+arguments and files, --help everywhere, and the `googlenet-jax` console script in front."""
+import importlib
+import tomllib
+
+import pytest
+
+from googlenet_jax import cli
+
+import helpers
+
+WEIGHTS_COMMANDS = ("predict", "evaluate", "export")
+
+
+def _main(command: str, args: list[str]):
+    module = importlib.import_module(f"googlenet_jax.{command}")
+    try:
+        return module.main(args)
+    except SystemExit as exit_:  # argparse's own errors and --help
+        return exit_.code
+
+
+def _one_error_line(capsys, command: str) -> str:
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{command}: error: "), captured.err
+    assert "Traceback" not in captured.err
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", WEIGHTS_COMMANDS)
+def test_a_missing_weights_path_is_one_line_and_exit_2(command, tmp_path, capsys):
+    missing = tmp_path / "missing.pth"
+    extra = {"predict": [helpers.photo("cat")], "evaluate": [], "export": ["--out", str(tmp_path / "a.jax")]}
+    assert _main(command, ["--weights", str(missing), *extra[command]]) == cli.EXIT_BAD_INPUT
+    assert f"{missing}: no such file or directory" in _one_error_line(capsys, command)
+
+
+@pytest.mark.parametrize("command,args,message", [
+    ("convert", ["to-flax", "{tmp}/missing.pth", "{tmp}/out"], "missing.pth: no such file"),
+    ("convert", ["to-torch", "{tmp}/nothing", "{tmp}/out.pth"], "no such checkpoint directory"),
+    ("summary", ["--variant", "resnet"], "invalid choice: 'resnet'"),
+    ("summary", ["--image_size", "8"], "minimum input of 15"),
+    ("parity", ["--weights", "{tmp}/missing.pth"], "no such file"),
+    ("launch", ["--num_processes", "2"], "give the command after --"),
+    ("launch", ["--num_processes", "0", "--", "true"], "--num_processes must be at least 1"),
+    ("predict", ["--weights", "w", "--top_k", "0", "x.jpg"], "--top_k must be at least 1"),
+    ("evaluate", ["--weights", "w", "--crops", "1,5"], "crop schemes must be among 1,10,144"),
+    ("export", ["--weights", "w", "--out", "{tmp}/no/such/folder/a.jax"], "its folder does not exist"),
+])
+def test_bad_arguments_and_files_are_one_line_and_exit_2(command, args, message, tmp_path, capsys):
+    args = [arg.format(tmp=tmp_path) for arg in args]
+    assert _main(command, args) == cli.EXIT_BAD_INPUT
+    assert message in _one_error_line(capsys, command)
+
+
+@pytest.mark.parametrize("command", cli.COMMANDS)
+def test_every_command_has_help(command, capsys):
+    assert _main(command, ["--help"]) == 0
+    assert f"python -m googlenet_jax.{command}" in capsys.readouterr().out
+
+
+def test_the_console_script_runs_the_commands(capsys):
+    scripts = tomllib.load(open(f"{helpers.REPO}/pyproject.toml", "rb"))["project"]["scripts"]
+    module, function = scripts["googlenet-jax"].split(":")
+    entry = getattr(importlib.import_module(module), function)
+    assert entry(["summary", "--variant", "paper", "--image_size", "224"]) == 0
+    assert "GoogLeNet, paper variant, 224x224 input" in capsys.readouterr().out
+    assert entry(["resnet"]) == cli.EXIT_BAD_INPUT
+    assert "unknown command 'resnet'" in capsys.readouterr().err
+    assert entry(["--help"]) == 0
+    usage = capsys.readouterr().out
+    assert all(command in usage for command in cli.COMMANDS), usage
