@@ -3,7 +3,7 @@
     python benchmarks/bench.py [--device cpu|gpu] [--batch 32] [--image_size 224]
                                [--dtype float32|bfloat16] [--steps 5] [--repeats 5]
                                [--levers merge_1x1,conv_gradients,separable_max_pool]
-                               [--no_torch] [--skip_torch_compile] [--json OUT.json]
+                               [--no_torch] [--skip_torch_compile] [--no_onnx] [--json OUT.json]
 
 Model only: the same synthetic device-resident batch (random normal images, random labels)
 for every contestant, no input pipeline.
@@ -14,7 +14,9 @@ for every contestant, no input pipeline.
   momentum and weight decay) and inference (`torch.inference_mode`), in three modes: eager
   NCHW, eager channels_last, and `torch.compile` of the model in channels_last. With
   `--dtype bfloat16` every torch mode runs under bfloat16 autocast (AMP) and ours computes in
-  bfloat16 with float32 parameters.
+  bfloat16 with float32 parameters;
+- on the CPU in float32, `onnxruntime`: our ONNX export (`python -m googlenet_jax.export
+  --format onnx`) run by onnxruntime with as many intra-op threads as cores, inference only.
 Compilation and warm-up are excluded from the throughput and reported on their own (ours:
 lower + compile of each function; torch.compile: its first call minus a steady-state call,
 with a fresh inductor cache). `--levers` adds, per lever named, a copy of ours traced with that
@@ -52,6 +54,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
+from googlenet_jax.inference import onnx_export  # noqa: E402
 from googlenet_jax.model import ComputeForms, GoogLeNet  # noqa: E402
 from googlenet_jax.training import optim, steps  # noqa: E402
 from googlenet_jax.training.train_state import create_train_state  # noqa: E402
@@ -150,6 +153,31 @@ def jax_contestants(images, labels, dtype, device, prefix="jax", forms=ComputeFo
             Contestant(prefix, "infer", infer_once, batch_size)], info
 
 
+def onnxruntime_contestant(images):
+    """Our ONNX export (googlenet_jax/inference/onnx_export.py) of a random-weight model, run by
+    onnxruntime on the CPU with as many intra-op threads as cores: CPU serving."""
+    import onnxruntime
+
+    model = GoogLeNet(num_classes=NUM_CLASSES, aux_logits=False)
+    shapes = jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0), images[:1])
+    rng = np.random.default_rng(0)
+    variables = {"params": jax.tree.map(lambda s: rng.normal(0.0, 0.01, s.shape).astype(np.float32),
+                                        shapes["params"]),
+                 "batch_stats": jax.tree.map(lambda s: np.ones(s.shape, np.float32), shapes["batch_stats"])}
+    proto = onnx_export.to_onnx(model, variables, logits=True, image_size=images.shape[1])
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = os.cpu_count()
+    session = onnxruntime.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+    def infer_once():
+        session.run(None, {"images": images})
+
+    infer_once()
+    _progress("onnxruntime infer warmed up")
+    return Contestant("onnxruntime", "infer", infer_once, len(images)), {
+        "onnxruntime_version": onnxruntime.__version__, "onnxruntime_threads": os.cpu_count()}
+
+
 def torch_contestants(images, labels, dtype, device, modes):
     """torchvision's googlenet train step and inference in each mode, warmed up."""
     import torch
@@ -232,6 +260,9 @@ def report(args, contestants, info, device):
             best = max(torch_rates, key=torch_rates.get)
             result[f"best_torch_{job}"] = TORCH_MODES[best]
             result[f"{job}_ratio_vs_best_torch"] = result[f"jax_{job}_img_s"] / torch_rates[best]
+            if f"onnxruntime_{job}_img_s" in result:
+                result[f"onnxruntime_{job}_ratio_vs_best_torch"] = (result[f"onnxruntime_{job}_img_s"]
+                                                                   / torch_rates[best])
         for lever in args.levers.split(","):
             if lever:  # what the lever gives: ours with it / ours without it
                 without = result[f"jax_without_{lever}_{job}_img_s"]
@@ -244,7 +275,8 @@ def print_table(result):
           f"{result['dtype']} (img/s, median of {result['repeats']} blocks [min, max])")
     names = {"jax": "googlenet_jax (jit)",
              **{f"jax_without_{lever}": f"googlenet_jax without {lever}" for lever in LEVERS},
-             **{k: f"torchvision {v}" for k, v in TORCH_MODES.items()}}
+             **{k: f"torchvision {v}" for k, v in TORCH_MODES.items()},
+             "onnxruntime": "googlenet_jax's ONNX file in onnxruntime"}
     for job in ("train", "infer"):
         for prefix, label in names.items():
             key = f"{prefix}_{job}_img_s"
@@ -257,6 +289,8 @@ def print_table(result):
         if f"{job}_ratio_vs_best_torch" in result:
             print(f"  {job:5s} ours / best torch ({result[f'best_torch_{job}']}): "
                   f"x{result[f'{job}_ratio_vs_best_torch']:.2f}")
+        if f"onnxruntime_{job}_ratio_vs_best_torch" in result:
+            print(f"  {job:5s} onnxruntime / best torch: x{result[f'onnxruntime_{job}_ratio_vs_best_torch']:.2f}")
 
 
 def main():
@@ -274,6 +308,8 @@ def main():
     parser.add_argument("--levers", default="",
                         help=f"comma-separated speed levers to measure, each by an extra copy of ours "
                              f"without it: {', '.join(LEVERS)}")
+    parser.add_argument("--no_onnx", action="store_true",
+                        help="leave out onnxruntime (it runs our ONNX export on the CPU, float32 only)")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     levers = [name for name in args.levers.split(",") if name]
@@ -295,6 +331,10 @@ def main():
                                            forms=ComputeForms(**{LEVERS[lever]: False}))
         contestants += more
         info.update(lever_info)
+    if not args.no_onnx and platform_name == "cpu" and args.dtype == "float32":
+        contestant, onnx_info = onnxruntime_contestant(images)
+        contestants.append(contestant)
+        info.update(onnx_info)
     if not args.no_torch:
         modes = [m for m in TORCH_MODES if not (args.skip_torch_compile and m == "torch_compile")]
         more, torch_info = torch_contestants(images, labels, args.dtype, platform_name, modes)

@@ -10,8 +10,10 @@ Two measurements per batch size, on whatever JAX device is present:
   (`Classifier.__call__`: read, decode, resize 256, crop 224, normalise on `--threads`
   threads, then the model).
 The peer is torchvision's googlenet (eval, channels_last) with `IMAGENET1K_V1.transforms()`
-on PIL images read on the same number of threads. Compilation is excluded (one warm-up call
-per batch size); each figure is the median of `--repeats` timed calls, with min and max.
+on PIL images read on the same number of threads. On the CPU, our ONNX export run by
+onnxruntime is measured the same two ways (end to end: our preprocessing, then onnxruntime).
+Compilation is excluded (one warm-up call per batch size); each figure is the median of
+`--repeats` timed calls, with min and max.
 Report ratios (ours / torch): this machine may be shared, so only numbers of one run compare.
 """
 import argparse
@@ -36,7 +38,8 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from googlenet_jax import weights as weights_lib  # noqa: E402
-from googlenet_jax.inference import Classifier  # noqa: E402
+from googlenet_jax.inference import Classifier, serving  # noqa: E402
+from googlenet_jax.inference import images as images_lib  # noqa: E402
 from googlenet_jax.model import GoogLeNet  # noqa: E402
 
 
@@ -100,6 +103,27 @@ def torch_peer(threads: int):
     return model_only, end_to_end
 
 
+def onnxruntime_peer(loaded: weights_lib.LoadedModel, threads: int):
+    """(model-only fn, end-to-end fn) of our ONNX export in onnxruntime (intra-op threads = the
+    cores), end to end after our own preprocessing on `threads` threads; or None."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    blob, _ = serving.onnx_file(loaded)
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = os.cpu_count()
+    session = onnxruntime.InferenceSession(blob, options, providers=["CPUExecutionProvider"])
+
+    def model_only(batch: np.ndarray):
+        return session.run(None, {"images": batch})[0]
+
+    def end_to_end(paths):
+        return model_only(np.stack(images_lib.preprocess_each(paths, loaded.info, threads=threads)))
+
+    return model_only, end_to_end
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--weights", help="weights path (default: random ImageNet-shaped weights)")
@@ -114,6 +138,7 @@ def main(argv=None) -> int:
     loaded = weights_lib.load(args.weights) if args.weights else random_weights()
     classifier = Classifier(loaded, batch_size=max(batches))
     peer = None if args.no_torch else torch_peer(args.threads)
+    onnx_peer = onnxruntime_peer(loaded, args.threads) if jax.default_backend() == "cpu" else None
     rng = np.random.default_rng(0)
     results = {"device": str(jax.devices()[0].platform), "device_count": jax.device_count(),
                "jax": jax.__version__, "threads": args.threads, "batches": {}}
@@ -127,11 +152,18 @@ def main(argv=None) -> int:
             if peer is not None:
                 row["torch_model"] = timed(functools.partial(peer[0], images), args.repeats)
                 row["torch_end_to_end"] = timed(functools.partial(peer[1], files), args.repeats)
+            if onnx_peer is not None:
+                row["onnxruntime_model"] = timed(functools.partial(onnx_peer[0], images), args.repeats)
+                row["onnxruntime_end_to_end"] = timed(functools.partial(onnx_peer[1], files), args.repeats)
             for key in list(row):
                 row[key]["img_s"] = batch / row[key]["median_s"]
             if peer is not None:
                 row["model_ratio"] = row["jax_model"]["img_s"] / row["torch_model"]["img_s"]
                 row["end_to_end_ratio"] = row["jax_end_to_end"]["img_s"] / row["torch_end_to_end"]["img_s"]
+                if onnx_peer is not None:
+                    row["onnxruntime_model_ratio"] = row["onnxruntime_model"]["img_s"] / row["torch_model"]["img_s"]
+                    row["onnxruntime_end_to_end_ratio"] = (row["onnxruntime_end_to_end"]["img_s"]
+                                                           / row["torch_end_to_end"]["img_s"])
             results["batches"][str(batch)] = row
             line = (f"batch {batch:>4}: model only {row['jax_model']['img_s']:8.1f} img/s | "
                     f"end to end {row['jax_end_to_end']['img_s']:8.1f} img/s")
@@ -139,6 +171,10 @@ def main(argv=None) -> int:
                 line += (f" || torch {row['torch_model']['img_s']:8.1f} / "
                          f"{row['torch_end_to_end']['img_s']:8.1f} | ratio x{row['model_ratio']:.2f} / "
                          f"x{row['end_to_end_ratio']:.2f}")
+            if "onnxruntime_model_ratio" in row:
+                line += (f" || onnxruntime {row['onnxruntime_model']['img_s']:8.1f} / "
+                         f"{row['onnxruntime_end_to_end']['img_s']:8.1f} | ratio x{row['onnxruntime_model_ratio']:.2f} "
+                         f"/ x{row['onnxruntime_end_to_end_ratio']:.2f}")
             print(line, flush=True)
     if args.json:
         with open(args.json, "w") as f:

@@ -12,7 +12,7 @@ training, evaluation -> weights, data, parallel -> model):
     data/         tfds, image folders and the demo; augmentation; evaluation crops
     parallel.py   every device, mesh and sharding decision
     evaluation.py the crop-averaged eval step and the masked loop over a split
-    inference/    image preprocessing, the Classifier, jax.export artifacts
+    inference/    image preprocessing, the Classifier, jax.export artifacts and ONNX files
     training/     the trainer and its parts (steps, optimizer, checkpoints, config checks)
     parity/       comparisons with PyTorch (torch is imported here, and to read or write a .pth)
     cli.py and predict, evaluate, export, summary, convert, launch: the commands

@@ -1,11 +1,13 @@
-"""A serving artifact: the inference function serialized with `jax.export`, loadable with jax alone.
+"""A serving file of the inference function: a `jax.export` artifact (jax alone loads it) or ONNX.
 
     python -m googlenet_jax.export --weights PATH --out FILE [--platforms cpu,cuda,tpu]
         [--dtype float32|bfloat16] [--logits]
+    python -m googlenet_jax.export --weights PATH --out FILE.onnx --format onnx [--logits]
 
 FILE holds `images -> probabilities` (or logits) with the weights inside and a symbolic batch
 dimension: input float32 (batch, S, S, 3), NHWC, preprocessed. FILE.json beside it says how
-to feed and read it (googlenet_jax/inference/serving.py; docs/inference.md).
+to feed and read it (googlenet_jax/inference/serving.py; docs/inference.md). `--format onnx`
+writes an ONNX file that onnxruntime runs without JAX (needs the onnx package).
 """
 from __future__ import annotations
 
@@ -14,21 +16,26 @@ import sys
 
 from googlenet_jax import cli
 
+FORMATS = ("jax", "onnx")
 PLATFORMS = ("cpu", "cuda", "rocm", "tpu")  # what jax.export targets
+DEFAULT_PLATFORMS = ["cpu", "cuda", "tpu"]
 DTYPES = ("float32", "bfloat16")
 
 
 def parse_args(argv=None):
     parser = cli.ArgumentParser("export", __doc__)
     cli.add_weights_arguments(parser)
-    parser.add_argument("--out", required=True, metavar="FILE", help="the artifact to write (FILE.json beside it)")
+    parser.add_argument("--out", required=True, metavar="FILE", help="the file to write (FILE.json beside it)")
+    parser.add_argument("--format", choices=FORMATS, default="jax",
+                        help="jax (a jax.export artifact, the default) or onnx (for onnxruntime)")
     parser.add_argument("--platforms", type=cli.comma_separated(PLATFORMS, what="platforms"),
-                        default=["cpu", "cuda", "tpu"],
-                        help="comma-separated platforms the artifact runs on (default cpu,cuda,tpu)")
+                        help="jax format: comma-separated platforms the artifact runs on (default cpu,cuda,tpu)")
     parser.add_argument("--dtype", choices=DTYPES, default="float32",
-                        help="compute dtype inside the artifact (input and output stay float32)")
+                        help="jax format: compute dtype inside the artifact (input and output stay float32)")
     parser.add_argument("--logits", action="store_true", help="return logits instead of probabilities")
     args = parser.parse_args(argv)
+    if args.format == "onnx" and (args.platforms or args.dtype != "float32"):
+        parser.error("--platforms and --dtype are options of --format jax; an ONNX file computes in float32")
     parser.check_output_folder("--out", args.out)
     return args
 
@@ -45,14 +52,18 @@ def main(argv=None) -> int:
         from googlenet_jax.inference import serving  # after parsing: keeps --help instant
 
         loaded = cli.load_weights(args)
-        exported = serving.export_model(loaded, platforms=args.platforms, dtype=args.dtype, logits=args.logits)
-        blob = exported.serialize()
+        if args.format == "onnx":
+            blob, meta = serving.onnx_file(loaded, logits=args.logits)
+        else:
+            blob, meta = serving.jax_artifact(loaded, platforms=args.platforms or DEFAULT_PLATFORMS,
+                                              dtype=args.dtype, logits=args.logits)
         with open(args.out, "wb") as f:
             f.write(blob)
         with open(metadata_path(args.out), "w") as f:
-            json.dump(serving.describe(exported, loaded, dtype=args.dtype, logits=args.logits), f, indent=2)
+            json.dump(meta, f, indent=2)
         size = loaded.info.image_size
-        print(f"wrote {args.out} ({len(blob) / 2**20:.1f} MiB; {','.join(exported.platforms)}; "
+        where = ",".join(meta["platforms"]) if "platforms" in meta else f"opset {meta['opset']}"
+        print(f"wrote {args.out} ({len(blob) / 2**20:.1f} MiB; {args.format}, {where}; "
               f"input float32 (batch, {size}, {size}, 3)) and {metadata_path(args.out)}")
         return cli.EXIT_OK
 

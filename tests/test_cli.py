@@ -47,6 +47,8 @@ def test_a_missing_weights_path_is_one_line_and_exit_2(command, tmp_path, capsys
     ("predict", ["--weights", "w", "--top_k", "0", "x.jpg"], "--top_k must be at least 1"),
     ("evaluate", ["--weights", "w", "--crops", "1,5"], "crop schemes must be among 1,10,144"),
     ("export", ["--weights", "w", "--out", "{tmp}/no/such/folder/a.jax"], "its folder does not exist"),
+    ("export", ["--weights", "w", "--out", "{tmp}/a.onnx", "--format", "onnx", "--dtype", "bfloat16"],
+     "options of --format jax"),
 ])
 def test_bad_arguments_and_files_are_one_line_and_exit_2(command, args, message, tmp_path, capsys):
     args = [arg.format(tmp=tmp_path) for arg in args]

@@ -2,7 +2,8 @@
 
     images       read and preprocess images exactly as the eval pipeline does
     classifier   Classifier, Prediction, classify_files
-    serving      the jax.export artifact (python -m googlenet_jax.export)
+    serving      serving files: the jax.export artifact and the ONNX file (python -m googlenet_jax.export)
+    onnx_export  the ONNX graph, written from the architecture table and the weights
 """
 from googlenet_jax.inference.classifier import (
     FEATURES_DIM,

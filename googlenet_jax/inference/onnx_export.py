@@ -1,0 +1,140 @@
+"""An ONNX file of the inference function, for CPU serving in onnxruntime (no JAX, no googlenet_jax).
+
+Written node by node from the architecture table and the weights with the `onnx` package's
+helpers (the graph is small and fully known), not traced through another framework:
+
+    images float32 (batch, S, S, 3) NHWC, preprocessed
+      -> Transpose to NCHW, once
+      -> transform_input as a per-channel Mul and Add (when the weights need it)
+      -> per convolution block one Conv (BatchNorm folded into its kernel and bias) and Relu;
+         ceil-mode MaxPool; LRN (paper variant); each Inception module's four branches, Concat
+      -> GlobalAveragePool, Flatten, Gemm -> logits (batch, num_classes) [-> Softmax]
+
+The aux heads are left out (inference never runs them). BatchNorm folding is exact up to
+float rounding: kernel * scale / sqrt(var + eps), bias (offset - mean * scale / sqrt(var +
+eps)), computed in float64 and stored as float32.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from googlenet_jax.model import architecture as arch
+from googlenet_jax.model.input_spec import IMAGENET_MEAN, IMAGENET_STD
+
+OPSET = 17
+ONNX_INSTALL = "pip install onnx==1.23.2"
+BN_EPSILON = 1e-3  # network.ConvBlock's BatchNorm (torchvision's BasicConv2d)
+LRN = {"alpha": 1e-4, "beta": 0.75, "bias": 1.0}  # layers.local_response_norm's defaults
+
+
+def import_onnx():
+    """onnx, or an ImportError saying what to install (only --format onnx needs it)."""
+    try:
+        import onnx
+    except ImportError as error:
+        raise ImportError(f"--format onnx needs the onnx package ({error}): {ONNX_INSTALL}") from None
+    return onnx
+
+
+def folded_conv(block: Mapping[str, Any], stats: Mapping[str, Any] | None) -> tuple[np.ndarray, np.ndarray]:
+    """(kernel OIHW, bias) float32 of a ConvBlock's parameters, BatchNorm folded in when it has one."""
+    kernel = np.asarray(block["conv"]["kernel"], np.float64).transpose(3, 2, 0, 1)  # HWIO -> OIHW
+    out_channels = kernel.shape[0]
+    bias = np.asarray(block["conv"].get("bias", np.zeros(out_channels)), np.float64)
+    if "bn" in block:
+        bn = {k: np.asarray(v, np.float64) for k, v in (*block["bn"].items(), *stats["bn"].items())}
+        scale = bn["scale"] / np.sqrt(bn["var"] + BN_EPSILON)
+        kernel = kernel * scale[:, None, None, None]
+        bias = bn["bias"] + (bias - bn["mean"]) * scale
+    return kernel.astype(np.float32), bias.astype(np.float32)
+
+
+class _Graph:
+    """Nodes and initializers with generated names."""
+
+    def __init__(self, onnx):
+        self.onnx, self.nodes, self.initializers, self._count = onnx, [], [], 0
+
+    def _name(self, hint: str) -> str:
+        self._count += 1
+        return f"{hint}_{self._count}"
+
+    def constant(self, hint: str, array: np.ndarray) -> str:
+        name = self._name(hint)
+        self.initializers.append(self.onnx.numpy_helper.from_array(np.asarray(array), name))
+        return name
+
+    def node(self, op: str, inputs: list[str], hint: str = "", **attributes) -> str:
+        output = self._name(hint or op.lower())
+        self.nodes.append(self.onnx.helper.make_node(op, inputs, [output], name=output, **attributes))
+        return output
+
+    def conv_block(self, x: str, name: str, block, stats, kernel_size: int, stride: int = 1,
+                   padding: int = 0) -> str:
+        kernel, bias = folded_conv(block, stats)
+        y = self.node("Conv", [x, self.constant(f"{name}/kernel", kernel), self.constant(f"{name}/bias", bias)],
+                      hint=name, kernel_shape=[kernel_size] * 2, strides=[stride] * 2, pads=[padding] * 4)
+        return self.node("Relu", [y], hint=f"{name}/relu")
+
+    def max_pool(self, x: str, kernel: int, stride: int, padding: int = 0) -> str:
+        # ceil_mode as torchvision and Caffe round; no window here starts in the padding.
+        return self.node("MaxPool", [x], kernel_shape=[kernel] * 2, strides=[stride] * 2, pads=[padding] * 4,
+                         ceil_mode=1)
+
+
+def _inception(g: _Graph, x: str, name: str, params, stats, branch5x5_kernel: int) -> str:
+    def block(part: str, inputs: str, kernel: int = 1, padding: int = 0) -> str:
+        return g.conv_block(inputs, f"{name}/{part}", params[part], stats.get(part), kernel, padding=padding)
+
+    branches = [
+        block("branch1x1", x),
+        block("branch3x3", block("branch3x3_reduce", x), 3, 1),
+        block("branch5x5", block("branch5x5_reduce", x), branch5x5_kernel, branch5x5_kernel // 2),
+        block("pool_proj", g.max_pool(x, 3, 1, padding=1)),
+    ]
+    return g.node("Concat", branches, hint=name, axis=1)
+
+
+def to_onnx(model, variables: Mapping[str, Any], *, logits: bool = False, image_size: int | None = None):
+    """The onnx.ModelProto of `images -> probabilities | logits` for a GoogLeNet and its variables.
+
+    model: the GoogLeNet (its variant, class count and transform_input). image_size: the
+    square input side written into the input's shape (None: any height and width).
+    """
+    onnx = import_onnx()
+    spec = arch.variant_spec(model.variant)
+    params, stats = variables["params"], variables.get("batch_stats", {})
+    g = _Graph(onnx)
+    x = g.node("Transpose", ["images"], hint="nchw", perm=[0, 3, 1, 2])
+    if model.transform_input:  # x * std / 0.5 + (mean - 0.5) / 0.5, per channel
+        std, mean = np.asarray(IMAGENET_STD), np.asarray(IMAGENET_MEAN)
+        x = g.node("Mul", [x, g.constant("transform/scale", (std / 0.5).astype(np.float32).reshape(1, 3, 1, 1))])
+        x = g.node("Add", [x, g.constant("transform/shift",
+                                         ((mean - 0.5) / 0.5).astype(np.float32).reshape(1, 3, 1, 1))])
+    for name, layer in arch.backbone(model.variant):
+        if isinstance(layer, arch.Conv):
+            x = g.conv_block(x, name, params[name], stats.get(name), layer.kernel, layer.stride, layer.padding)
+        elif isinstance(layer, arch.MaxPool):
+            x = g.max_pool(x, layer.kernel, layer.stride)
+        elif isinstance(layer, arch.LRN):
+            x = g.node("LRN", [x], hint=name, size=layer.size, **LRN)
+        else:
+            x = _inception(g, x, name, params[name], stats.get(name, {}), spec.branch5x5_kernel)
+    x = g.node("Flatten", [g.node("GlobalAveragePool", [x], hint="avgpool")], axis=1)
+    fc = params["fc"]
+    out = g.node("Gemm", [x, g.constant("fc/kernel", np.asarray(fc["kernel"], np.float32)),
+                          g.constant("fc/bias", np.asarray(fc["bias"], np.float32))], hint="fc")
+    output_name = "logits" if logits else "probabilities"
+    g.nodes.append(onnx.helper.make_node("Identity" if logits else "Softmax", [out], [output_name],
+                                         **({} if logits else {"axis": 1})))
+    side = image_size or "height"
+    inputs = [onnx.helper.make_tensor_value_info(
+        "images", onnx.TensorProto.FLOAT, ["batch", side, image_size or "width", 3])]
+    outputs = [onnx.helper.make_tensor_value_info(output_name, onnx.TensorProto.FLOAT, ["batch", model.num_classes])]
+    graph = onnx.helper.make_graph(g.nodes, f"googlenet_{model.variant}", inputs, outputs, g.initializers)
+    proto = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)],
+                                   producer_name="googlenet_jax")
+    proto.ir_version = 8  # what onnxruntime releases of the last years all read
+    return proto
