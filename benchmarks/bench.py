@@ -178,7 +178,7 @@ def onnxruntime_contestant(images):
         "onnxruntime_version": onnxruntime.__version__, "onnxruntime_threads": os.cpu_count()}
 
 
-def torch_contestants(images, labels, dtype, device, modes):
+def torch_contestants(images, labels, dtype, device, modes, jobs):
     """torchvision's googlenet train step and inference in each mode, warmed up."""
     import torch
     import torchvision
@@ -222,6 +222,8 @@ def torch_contestants(images, labels, dtype, device, modes):
             sync()
 
         for job, run in (("train", train_once), ("infer", infer_once)):
+            if job not in jobs:
+                continue
             first = time.perf_counter()
             run()
             first = time.perf_counter() - first
@@ -236,8 +238,7 @@ def torch_contestants(images, labels, dtype, device, modes):
             info[f"{mode}_peak_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
             torch.cuda.reset_peak_memory_stats()
     if "torch_compile" in modes:
-        info["torch_compile_s"] = (info["torch_compile_train_compile_s"]
-                                   + info["torch_compile_infer_compile_s"])
+        info["torch_compile_s"] = sum(info[f"torch_compile_{job}_compile_s"] for job in jobs)
     info["torch_version"], info["torch_threads"] = torch.__version__, torch.get_num_threads()
     return contestants, info
 
@@ -310,6 +311,8 @@ def main():
                              f"without it: {', '.join(LEVERS)}")
     parser.add_argument("--no_onnx", action="store_true",
                         help="leave out onnxruntime (it runs our ONNX export on the CPU, float32 only)")
+    parser.add_argument("--infer_only", action="store_true",
+                        help="time inference only (skips every train step and its compilation)")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     levers = [name for name in args.levers.split(",") if name]
@@ -324,6 +327,7 @@ def main():
     except RuntimeError as error:
         parser.error(f"--device {platform_name}: JAX has no such device ({error})")
 
+    jobs = ("infer",) if args.infer_only else ("train", "infer")
     images, labels = synthetic_batch(args.batch, args.image_size)
     contestants, info = jax_contestants(images, labels, args.dtype, device)
     for lever in levers:
@@ -337,9 +341,10 @@ def main():
         info.update(onnx_info)
     if not args.no_torch:
         modes = [m for m in TORCH_MODES if not (args.skip_torch_compile and m == "torch_compile")]
-        more, torch_info = torch_contestants(images, labels, args.dtype, platform_name, modes)
+        more, torch_info = torch_contestants(images, labels, args.dtype, platform_name, modes, jobs)
         contestants += more
         info.update(torch_info)
+    contestants = [contestant for contestant in contestants if contestant.job in jobs]
     for repeat in range(args.repeats):
         # Each round starts one contestant later: whoever follows torch's blocks (its OpenMP
         # threads spin a while after a call) is a different contestant each round.

@@ -3,9 +3,12 @@
 Tests that run a subprocess or a whole training run carry the `slow` marker (pyproject.toml):
 `pytest -m "not slow"` runs the fast tier alone, `pytest` runs everything.
 """
+import atexit
 import json
 import os
+import shutil
 import sys
+import tempfile
 
 import pytest
 
@@ -18,6 +21,12 @@ quiet_tensorflow()
 # after TensorFlow in one process segfaults. The tests never compile GPU kernels, so triton is
 # kept out (torch then reports it absent), and torch and TensorFlow load in any order.
 sys.modules.setdefault("triton", None)
+# One persistent compilation cache for the session, shared by this process and every command
+# the tests run (they inherit the environment): the same program at the same shapes, built by
+# several tests or runs, compiles once. Removed when the session ends.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="googlenet_jax_tests_cache_")
+    atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 
 import jax  # noqa: E402
 
@@ -27,11 +36,11 @@ assert jax.device_count() == 8, jax.devices()
 
 
 @pytest.fixture(scope="session")
-def jax_cache(tmp_path_factory):
-    """One persistent compilation cache for the train.py runs of the whole session: runs with
-    the same shapes and settings (tests/test_train_cli.py, tests/test_durability.py) compile
-    their steps once."""
-    return tmp_path_factory.mktemp("jax_cache")
+def jax_cache():
+    """The session's persistent compilation cache (above), for runs that name it explicitly:
+    runs with the same shapes and settings (tests/test_train_cli.py, tests/test_durability.py)
+    compile their steps once."""
+    return os.environ["JAX_COMPILATION_CACHE_DIR"]
 
 
 @pytest.fixture(scope="session")
@@ -55,12 +64,12 @@ def photo_folder(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def finetuned_workdir(tmp_path_factory, torchvision_pth, photo_folder):
+def finetuned_workdir(tmp_path_factory, torchvision_pth, photo_folder, jax_cache):
     """(workdir, train.py stdout): 2 steps from the 1000-class .pth onto the 3-class folder."""
     root = tmp_path_factory.mktemp("finetune")
     workdir = root / "workdir"
     proc = helpers.run_command(["train.py", *helpers.FINETUNE_ARGS, f"--config.data_dir={photo_folder}",
                                 f"--config.init_weights={torchvision_pth[0]}", "--workdir", workdir],
-                               cache_dir=root / "jax_cache")
+                               cache_dir=jax_cache)
     assert json.loads((workdir / "final_metrics.json").read_text())["step"] == 2
     return str(workdir), proc.stdout
