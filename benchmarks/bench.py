@@ -119,8 +119,8 @@ def _memory_mb(compiled):
     return total / 2**20
 
 
-def jax_contestants(images, labels, dtype, device, prefix="jax", forms=ComputeForms()):
-    """Our train step and inference, compiled, with their compile times and memory."""
+def jax_contestants(images, labels, dtype, device, jobs, prefix="jax", forms=ComputeForms()):
+    """Our train step and inference (those in `jobs`), compiled, with their compile times and memory."""
     model = GoogLeNet(num_classes=NUM_CLASSES, dtype=jnp.dtype(dtype), forms=forms)
     tx = optax.chain(optax.add_decayed_weights(WEIGHT_DECAY, mask=optim.weight_decay_mask),
                      optax.sgd(LEARNING_RATE, momentum=MOMENTUM))
@@ -130,27 +130,31 @@ def jax_contestants(images, labels, dtype, device, prefix="jax", forms=ComputeFo
     train_step = functools.partial(
         steps.train_step, model=model, tx=tx, learning_rate_fn=lambda step: LEARNING_RATE,
         aux_weight=AUX_WEIGHT, label_smoothing=0.0, ema_decay=0.0, axis_name=None)
-    train, train_compile_s = _compiled(train_step, state, batch, donate_argnums=(0,))
     # A copy: the train step donates (and so deletes) the state's own buffers.
     variables = jax.tree.map(jnp.copy, {"params": state.params, "batch_stats": state.batch_stats})
-    infer, infer_compile_s = _compiled(
-        lambda v, x: model.apply(v, x, train=False), variables, batch["image"])
-    holder = {"state": state}
+    holder, info, contestants = {"state": state}, {}, []
 
-    def train_once():
-        holder["state"], metrics = train(holder["state"], batch)
-        metrics["loss"].block_until_ready()
+    if "train" in jobs:
+        train, info[f"{prefix}_train_compile_s"] = _compiled(train_step, state, batch, donate_argnums=(0,))
+        info[f"{prefix}_train_memory_mb"] = _memory_mb(train)
 
-    def infer_once():
-        infer(variables, batch["image"]).block_until_ready()
+        def train_once():
+            holder["state"], metrics = train(holder["state"], batch)
+            metrics["loss"].block_until_ready()
 
-    info = {f"{prefix}_train_compile_s": train_compile_s, f"{prefix}_infer_compile_s": infer_compile_s,
-            f"{prefix}_train_memory_mb": _memory_mb(train), f"{prefix}_infer_memory_mb": _memory_mb(infer)}
-    batch_size = len(labels)
+        contestants.append(Contestant(prefix, "train", train_once, len(labels)))
+    if "infer" in jobs:
+        infer, info[f"{prefix}_infer_compile_s"] = _compiled(
+            lambda v, x: model.apply(v, x, train=False), variables, batch["image"])
+        info[f"{prefix}_infer_memory_mb"] = _memory_mb(infer)
+
+        def infer_once():
+            infer(variables, batch["image"]).block_until_ready()
+
+        contestants.append(Contestant(prefix, "infer", infer_once, len(labels)))
     if device.platform == "gpu":
         info[f"{prefix}_peak_memory_mb"] = device.memory_stats()["peak_bytes_in_use"] / 2**20
-    return [Contestant(prefix, "train", train_once, batch_size),
-            Contestant(prefix, "infer", infer_once, batch_size)], info
+    return contestants, info
 
 
 def onnxruntime_contestant(images):
@@ -329,9 +333,9 @@ def main():
 
     jobs = ("infer",) if args.infer_only else ("train", "infer")
     images, labels = synthetic_batch(args.batch, args.image_size)
-    contestants, info = jax_contestants(images, labels, args.dtype, device)
+    contestants, info = jax_contestants(images, labels, args.dtype, device, jobs)
     for lever in levers:
-        more, lever_info = jax_contestants(images, labels, args.dtype, device, prefix=f"jax_without_{lever}",
+        more, lever_info = jax_contestants(images, labels, args.dtype, device, jobs, prefix=f"jax_without_{lever}",
                                            forms=ComputeForms(**{LEVERS[lever]: False}))
         contestants += more
         info.update(lever_info)
@@ -344,7 +348,6 @@ def main():
         more, torch_info = torch_contestants(images, labels, args.dtype, platform_name, modes, jobs)
         contestants += more
         info.update(torch_info)
-    contestants = [contestant for contestant in contestants if contestant.job in jobs]
     for repeat in range(args.repeats):
         # Each round starts one contestant later: whoever follows torch's blocks (its OpenMP
         # threads spin a while after a call) is a different contestant each round.

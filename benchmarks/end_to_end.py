@@ -37,8 +37,7 @@ import input_pipeline  # noqa: E402
 
 def model_only_img_s(batch: int, image_size: int, steps: int = 3, repeats: int = 3) -> float:
     images, labels = bench.synthetic_batch(batch, image_size)
-    contestants, _ = bench.jax_contestants(images, labels, "float32", jax.devices()[0])
-    train = next(c for c in contestants if c.job == "train")
+    (train,), _ = bench.jax_contestants(images, labels, "float32", jax.devices()[0], jobs=("train",))
     for _ in range(repeats):
         train.time_block(steps)
     return train.summary()["img_s"]
