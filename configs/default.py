@@ -63,15 +63,20 @@ def get_config() -> ml_collections.ConfigDict:
     config.num_epochs = 90.0
     config.num_train_steps = -1  # > 0 overrides num_epochs (short runs, tests)
     config.optimizer = ml_collections.ConfigDict()
+    config.optimizer.name = "sgd"  # "sgd" or "lars" (layer-wise trust ratio, for batches of 16k+)
     config.optimizer.learning_rate = 0.1
     config.optimizer.lr_reference_batch_size = 256
-    config.optimizer.schedule = "cosine"  # "cosine" (to 0), "step" or "constant", after the warmup
+    # After the warmup: "cosine" or "polynomial" (to end_learning_rate), "step" or "constant".
+    config.optimizer.schedule = "cosine"
+    config.optimizer.end_learning_rate = 0.0  # "cosine" / "polynomial": the rate at the last step
+    config.optimizer.poly_power = 2.0  # "polynomial": the exponent
     config.optimizer.warmup_epochs = 0.0  # linear from 0
     config.optimizer.decay_epochs = 30.0  # "step" schedule: multiply by decay_factor every ...
     config.optimizer.decay_factor = 0.1
     config.optimizer.momentum = 0.9
     config.optimizer.nesterov = False
     config.optimizer.weight_decay = 1e-4  # coupled (added to the gradient); kernels only
+    config.optimizer.trust_coefficient = 0.001  # "lars": eta in the trust ratio eta*|w|/|g + wd*w|
     config.optimizer.grad_clip_norm = 0.0  # global-norm clipping; 0: none
     config.ema_decay = 0.0  # Polyak (exponential moving) average of the weights, for eval; 0: off
 

@@ -1,13 +1,14 @@
-"""What the seven commands share: the parser, --weights, one-line errors, exit codes, the entry point.
+"""What the eight commands share: the parser, --weights, one-line errors, exit codes, the entry point.
 
     googlenet-jax COMMAND [ARGS...]      (pyproject's console script)
     python -m googlenet_jax.COMMAND [ARGS...]
 
 Every command ends a bad argument or file with one line, `COMMAND: error: MESSAGE`, on stderr
-and these exit statuses: 0 done, 1 the check failed (parity over tolerance), 2 bad arguments
-or files (a weights path, an image, a dataset). Commands parse their arguments before they
-import TensorFlow or torch (most of them before JAX), so `--help` and argument errors answer
-quickly; this module imports only the standard library.
+and these exit statuses: 0 done, 1 the check failed (parity over tolerance, a step that does
+not fit the TPU in aot), 2 bad arguments or files (a weights path, an image, a dataset).
+Commands parse their arguments before they import TensorFlow or torch (most of them before
+JAX), so `--help` and argument errors answer quickly; this module imports only the standard
+library.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import os
 import sys
 from typing import Callable, Sequence
 
-COMMANDS = ("predict", "evaluate", "export", "summary", "parity", "convert", "launch")
+COMMANDS = ("predict", "evaluate", "export", "summary", "parity", "convert", "launch", "aot")
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 WEIGHTS_EPILOG = ("PATH: a torchvision googlenet .pth, a training workdir (or its checkpoints/<step> "
                   "folder), or an orbax checkpoint from `python -m googlenet_jax.convert to-flax`.")
@@ -49,8 +50,16 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"{self.command}: error: {message}\n")
 
     def check_output_folder(self, flag: str, path: str | None) -> None:
-        """A one-line error when an output path's folder does not exist (before any work)."""
-        if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+        """A one-line error when an output path's folder (a gs:// URL's bucket) does not exist,
+        before any work."""
+        if path and path.startswith("gs://"):
+            from googlenet_jax.weights import paths  # etils and, for the check, TensorFlow
+
+            try:
+                paths.check_bucket(path)
+            except OSError as error:
+                self.error(f"{flag} {path}: {error}")
+        elif path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
             self.error(f"{flag} {path}: its folder does not exist")
 
     def check_positive(self, flag: str, value: int | None) -> None:
@@ -111,7 +120,7 @@ def run(command: str, body: Callable[[], int]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`googlenet-jax COMMAND ARGS...`: the console script in front of the seven commands."""
+    """`googlenet-jax COMMAND ARGS...`: the console script in front of the eight commands."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         usage = f"usage: googlenet-jax {{{','.join(COMMANDS)}}} [ARGS...]  (COMMAND --help for each)"

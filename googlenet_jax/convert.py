@@ -4,6 +4,8 @@
         (also writes CHECKPOINT_DIR/model_info.json: class names, input size, normalisation)
     python -m googlenet_jax.convert to-torch CHECKPOINT_DIR MODEL.pth
 
+Each path may be local or a gs:// URL.
+
 From Python (googlenet_jax/weights/torch_layout.py; torch is needed for .pth files only):
 
     torchvision_to_flax(state_dict, *, variant="torchvision") -> {"params"[, "batch_stats"]}
@@ -13,11 +15,12 @@ Both variants use torchvision's key layout (the paper variant: biased convs, no 
 """
 from __future__ import annotations
 
-import os
+import io
 import sys
 
 from googlenet_jax import cli, weights
 from googlenet_jax.model import architecture
+from googlenet_jax.weights import paths
 from googlenet_jax.weights.files import load_variables, save_variables  # noqa: F401  (public API)
 from googlenet_jax.weights.torch_layout import import_torch, load_torch_state_dict
 from googlenet_jax.weights.torch_layout import state_dict_to_variables as torchvision_to_flax
@@ -46,9 +49,17 @@ def to_flax(pth: str, checkpoint: str, variant: str) -> None:
 
 
 def to_torch(checkpoint: str, pth: str) -> None:
-    if os.path.exists(pth):
+    if paths.exists(pth):
         raise ValueError(f"{pth}: already exists; refusing to overwrite it")
-    import_torch().save(flax_to_torchvision(load_variables(checkpoint)), pth)
+    state_dict = flax_to_torchvision(load_variables(checkpoint))
+    if paths.is_url(pth):
+        paths.check_bucket(pth)
+        buffer = io.BytesIO()
+        import_torch().save(state_dict, buffer)
+        with paths.open_file(pth, "wb") as f:
+            f.write(buffer.getvalue())
+    else:
+        import_torch().save(state_dict, pth)
 
 
 def main(argv=None) -> int:

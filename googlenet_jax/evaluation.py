@@ -18,7 +18,7 @@ import numpy as np
 
 from googlenet_jax import console, parallel
 from googlenet_jax.model import losses
-from googlenet_jax.weights import CONFIG_FILE, LoadedModel
+from googlenet_jax.weights import CONFIG_FILE, LoadedModel, paths
 
 # Views per device batch the default batch sizes aim at (images x crops).
 VIEWS_PER_BATCH = 256
@@ -91,7 +91,7 @@ def default_batch_size(crops: int, num_devices: int, workdir_batch: int | None) 
 def _workdir_eval_batch_size(workdir: str | None) -> int | None:
     if not workdir:
         return None
-    with open(os.path.join(workdir, CONFIG_FILE)) as f:
+    with paths.open_file(os.path.join(workdir, CONFIG_FILE)) as f:
         return int(json.load(f).get("eval_batch_size") or 0) or None
 
 

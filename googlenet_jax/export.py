@@ -4,6 +4,8 @@
         [--dtype float32|bfloat16] [--logits]
     python -m googlenet_jax.export --weights PATH --out FILE.onnx --format onnx [--logits]
 
+PATH and FILE may be local or gs:// URLs.
+
 FILE holds `images -> probabilities` (or logits) with the weights inside and a symbolic batch
 dimension: input float32 (batch, S, S, 3), NHWC, preprocessed. FILE.json beside it says how
 to feed and read it (googlenet_jax/inference/serving.py; docs/inference.md). `--format onnx`
@@ -50,6 +52,7 @@ def main(argv=None) -> int:
 
     def body() -> int:
         from googlenet_jax.inference import serving  # after parsing: keeps --help instant
+        from googlenet_jax.weights import paths
 
         loaded = cli.load_weights(args)
         if args.format == "onnx":
@@ -57,9 +60,9 @@ def main(argv=None) -> int:
         else:
             blob, meta = serving.jax_artifact(loaded, platforms=args.platforms or DEFAULT_PLATFORMS,
                                               dtype=args.dtype, logits=args.logits)
-        with open(args.out, "wb") as f:
+        with paths.open_file(args.out, "wb") as f:
             f.write(blob)
-        with open(metadata_path(args.out), "w") as f:
+        with paths.open_file(metadata_path(args.out), "w") as f:
             json.dump(meta, f, indent=2)
         size = loaded.info.image_size
         where = ",".join(meta["platforms"]) if "platforms" in meta else f"opset {meta['opset']}"

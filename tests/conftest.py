@@ -16,6 +16,10 @@ from googlenet_jax.cli import quiet_tensorflow  # the standard library only: JAX
 
 # Must happen before JAX starts its backend.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+# With libtpu installed (requirements-dev.txt, for tests/test_aot.py) JAX tries a TPU backend
+# first: without a TPU that logs libtpu errors in every process and holds /tmp/libtpu_lockfile.
+# The tests run on the CPU; test_aot compiles for TPUs without a TPU backend.
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
 quiet_tensorflow()
 # torch's CUDA build brings triton, whose LLVM clashes with TensorFlow's: importing torchvision
 # after TensorFlow in one process segfaults. The tests never compile GPU kernels, so triton is

@@ -25,6 +25,12 @@ def test_center_crop_box_portrait_375x500():
     assert _views(crops.center_crop_views(W, H, 224)) == [((341, 256), (58, 16, 224, 224), False, False)]
 
 
+def test_center_crop_offset_rounds_half_to_even_like_torchvision():
+    # 256x343: the slack 343 - 224 = 119 gives int(round(59.5)) = 60 in torchvision (floor: 59);
+    # the 500x375 case above (slack 117 -> 58) tells it from rounding half up.
+    assert _views(crops.center_crop_views(256, 343, 224)) == [((256, 343), (16, 60, 224, 224), False, False)]
+
+
 def test_center_crop_with_a_given_resize_size_500x375():
     # Shorter side 375 -> 224 makes the longer side floor(500 * 224 / 375) = 298; the
     # centered 224 box starts at (298 - 224) // 2 = 37: the whole height is kept.

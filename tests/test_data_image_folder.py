@@ -70,6 +70,25 @@ def test_labels_are_sorted_class_folders_same_for_train_and_test(folder):
         assert {i: int(l) for i, l in zip(_ids(images, split), labels)} == expected
 
 
+def test_a_test_split_without_a_class_keeps_the_label_ids_of_train(tmp_path):
+    root = str(tmp_path)
+    make_folder(root, sizes=(("train", 6),))
+    written = make_folder(root, sizes=(("test", 4),), classes=("c_emu", "a_dog"))  # no b_cat
+    (batch,) = data.eval_batches(split="test", data_dir=root, global_batch_size=4, **ARGS)
+    by_id = dict(zip(_ids(batch["image"], "test"), batch["label"].tolist()))
+    # train's sorted classes: a_dog 0, b_cat 1, c_emu 2; the test split's own would make c_emu 1.
+    assert by_id == {i: {"a_dog": 0, "c_emu": 2}[os.path.basename(os.path.dirname(p))]
+                     for i, (p, _, _) in enumerate(written["test"])}
+
+
+def test_a_class_absent_from_train_is_an_error_naming_it(tmp_path):
+    root = str(tmp_path)
+    make_folder(root, sizes=(("train", 3),))
+    make_folder(root, sizes=(("test", 2),), classes=("a_dog", "d_fox"))
+    with pytest.raises(ValueError, match=r"class folder .*test/d_fox has no counterpart in .*train"):
+        data.get_dataset_info("image_folder", root)
+
+
 def test_jpeg_png_gray_rgba_all_become_rgb(tmp_path):
     root = str(tmp_path)
     _write(f"{root}/train/x/gray.png", (90, 90, 90), mode="L")

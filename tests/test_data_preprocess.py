@@ -41,11 +41,12 @@ def test_decode_grayscale_jpeg_gives_rgb(photo):
     assert np.abs(got[..., 0].astype(int) - gray).mean() < 2
 
 
-def test_decode_jpeg_close_to_pil(photo):
+def test_decode_jpeg_equals_pil(photo):
+    # PIL decodes with libjpeg's accurate integer IDCT, as torchvision's loader does; TensorFlow's
+    # default fast IDCT is off by up to 3 levels on 65% of this image's pixels.
     rgb, data = photo
     got = preprocess.decode_image(tf.constant(data)).numpy()
-    ref = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
-    assert got.shape == ref.shape and np.abs(got.astype(int) - ref).mean() < 1.5
+    np.testing.assert_array_equal(got, np.asarray(Image.open(io.BytesIO(data)).convert("RGB")))
 
 
 def test_image_shape_reads_jpeg_and_png_headers(photo):
@@ -54,13 +55,11 @@ def test_image_shape_reads_jpeg_and_png_headers(photo):
     assert preprocess.image_shape(tf.constant(png)).numpy().tolist() == [10, 20]
 
 
-def test_fused_jpeg_crop_matches_decode_then_slice(photo):
-    data = tf.constant(photo[1])
-    box = tf.constant([40, 100, 200, 150])
-    fused = preprocess.decode_and_crop(data, box).numpy()
-    full = preprocess.decode_image(data).numpy()[40:240, 100:250]
-    assert fused.shape == (200, 150, 3)
-    assert np.abs(fused.astype(int) - full).mean() < 1.0
+@pytest.mark.parametrize("top, left", [(40, 100), (41, 101)])  # on and off the 2x2 chroma grid
+def test_fused_jpeg_crop_equals_pil_decode_then_slice(photo, top, left):
+    fused = preprocess.decode_and_crop(tf.constant(photo[1]), tf.constant([top, left, 200, 150])).numpy()
+    full = np.asarray(Image.open(io.BytesIO(photo[1])).convert("RGB"))
+    np.testing.assert_array_equal(fused, full[top:top + 200, left:left + 150])
 
 
 def test_png_crop_is_exact_slice(photo):

@@ -31,6 +31,15 @@ def test_one_crop_equals_the_trainers_final_eval(finetuned_workdir, report):
     assert one["loss"] == pytest.approx(final["eval_loss"], rel=1e-6)
 
 
+def test_raw_params_evaluates_the_weights_instead_of_their_average(finetuned_workdir, report, tmp_path):
+    out = tmp_path / "raw.json"
+    _evaluate("--weights", finetuned_workdir[0], "--crops", "1", "--raw_params", "--json", out)
+    raw, averaged = json.loads(out.read_text())["crops"]["1"], report[1]["crops"]["1"]
+    assert raw["count"] == 12
+    # The fixture trains at a learning rate where the Polyak average trails the weights.
+    assert abs(raw["loss"] - averaged["loss"]) > 1e-4 * averaged["loss"]
+
+
 def test_every_scheme_counts_each_example_once_with_the_json_keys(report):
     crops = report[1]["crops"]
     assert sorted(crops, key=int) == ["1", "10", "144"]

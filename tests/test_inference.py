@@ -151,6 +151,8 @@ def test_eight_devices_shard_the_batch_and_agree_with_one(torchvision_pth):
 
 def test_paper_weights_use_the_caffe_mean_pixel(tmp_path):
     net = helpers.torch_reference("paper", aux_logits=False, seed=4).eval()
+    with torch.no_grad():  # random weights give logits of spread ~90: a one-hot softmax that hides
+        net.fc.weight.mul_(0.02)  # any input error; at ~2 every probability carries information
     torch.save(net.state_dict(), tmp_path / "paper.pth")
     clf = googlenet_jax.Classifier(tmp_path / "paper.pth")
     assert clf.info.normalization == "paper" and not clf.info.transform_input
@@ -160,6 +162,9 @@ def test_paper_weights_use_the_caffe_mean_pixel(tmp_path):
     pixels = resized(image).numpy().transpose(1, 2, 0)[None] * 255.0 - np.array([123.0, 117.0, 104.0])
     with torch.no_grad():
         expected = torch.softmax(net(torch.from_numpy(pixels.transpose(0, 3, 1, 2).astype(np.float32))), -1)
-    np.testing.assert_allclose(clf.predict(clf.preprocess(image)), expected.numpy(), atol=2e-3)
+    # Resizing differs from PIL's by a little (0.6% at most here); the RGB mean subtracted in BGR
+    # order, or none, moves probabilities by 20% and more.
+    assert expected.max() < 0.5  # unsaturated
+    np.testing.assert_allclose(clf.predict(clf.preprocess(image)), expected.numpy(), rtol=2e-2)
     top = clf([image], top_k=3)[0]
     assert [p.index for p in top] == list(np.argsort(-expected.numpy()[0])[:3])

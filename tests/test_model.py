@@ -94,10 +94,25 @@ def test_bfloat16_compute_keeps_float32_params_and_float32_logits():
                                  mutable=["batch_stats"], rngs={"dropout": jax.random.key(1)})
     chex.assert_type(list(outputs), jnp.float32)
     assert {x.dtype for x in jax.tree.leaves(updates)} == {jnp.dtype(jnp.float32)}
-    # The convolutions really run in bfloat16.
-    hlo = jax.jit(functools.partial(net.apply, train=False)).lower(
-        variables, jax.ShapeDtypeStruct((2, SMALL, SMALL, 3), jnp.float32)).as_text()
-    assert "bf16" in hlo
+    # Every convolution and matrix product of the traced program takes bfloat16 operands.
+    jaxpr = jax.make_jaxpr(functools.partial(net.apply, train=False))(
+        variables, jnp.zeros((2, SMALL, SMALL, 3), jnp.float32))
+    operand_types = {eqn.primitive.name: set() for eqn in _equations(jaxpr.jaxpr)}
+    for eqn in _equations(jaxpr.jaxpr):
+        operand_types[eqn.primitive.name].add(tuple(str(v.aval.dtype) for v in eqn.invars))
+    assert operand_types["conv_general_dilated"] == {("bfloat16", "bfloat16")}
+    assert operand_types["dot_general"] == {("bfloat16", "bfloat16")}  # the classifier
+
+
+def _equations(jaxpr):
+    """Every equation of a jaxpr, nested ones (custom_vjp, cond, pjit bodies) included."""
+    for eqn in jaxpr.eqns:
+        yield eqn
+        for param in eqn.params.values():
+            for sub in param if isinstance(param, (tuple, list)) else (param,):
+                inner = getattr(sub, "jaxpr", sub)
+                if isinstance(inner, jax.extend.core.Jaxpr):
+                    yield from _equations(inner)
 
 
 def test_dropout_needs_an_rng_only_when_its_rate_is_above_zero():

@@ -5,11 +5,13 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torchvision.models import GoogLeNet_Weights
 
 import helpers
 from helpers import run_command
 
 pytestmark = pytest.mark.slow  # subprocesses and training runs
+CATEGORIES = GoogLeNet_Weights.IMAGENET1K_V1.meta["categories"]
 
 
 def _predict(*args, check=True):
@@ -36,7 +38,9 @@ def test_pth_top5_equals_torchvisions_own_model_and_transform(tmp_path, torchvis
             logits = net(torch.from_numpy(
                 helpers.torchvision_eval_input(Image.open(entry["image"]).convert("RGB")).transpose(0, 3, 1, 2).copy()))
         expected = torch.softmax(logits, -1)[0].numpy()
-        assert [t["index"] for t in entry["top_k"]] == list(np.argsort(-expected)[:5])
+        top5 = np.argsort(-expected)[:5]
+        assert [t["index"] for t in entry["top_k"]] == list(top5)
+        assert [t["name"] for t in entry["top_k"]] == [CATEGORIES[i] for i in top5]  # torchvision's names
         assert sorted(entry["top_k"][0]) == ["index", "name", "probability"]
         # The printed lines: rank, probability, index, name.
         first = entry["top_k"][0]

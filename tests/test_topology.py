@@ -28,7 +28,8 @@ from googlenet_jax.training.train_state import create_train_state
 def state():
     """An Inception-module TrainState with momentum, a Polyak average and random values."""
     config = ConfigDict({"batch_size": 8, "optimizer": {
-        "learning_rate": 0.1, "lr_reference_batch_size": 256, "schedule": "constant", "warmup_epochs": 0.0,
+        "name": "sgd", "learning_rate": 0.1, "lr_reference_batch_size": 256, "schedule": "constant",
+        "warmup_epochs": 0.0,
         "decay_epochs": 1.0, "decay_factor": 0.9, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-4,
         "grad_clip_norm": 0.0}})
     tx = optim.create_optimizer(config, optim.create_learning_rate_fn(config, 10, 100))

@@ -6,20 +6,25 @@ import ml_collections
 import pytest
 
 from googlenet_jax.training import config as config_validation
+from googlenet_jax.training import optim
 from googlenet_jax.training.config import ConfigError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIG_NAMES = ["demo", "imagenet_torchvision", "imagenet_paper", "gpu", "tpu_pod"]
+CONFIG_NAMES = ["demo", "imagenet_torchvision", "imagenet_paper", "gpu", "tpu_pod", "tpu_pod_lars"]
 
 
-def load_config(name, monkeypatch):
+def load_module(name, monkeypatch):
     monkeypatch.syspath_prepend(REPO)  # variants import their base as `configs.NAME`
     spec = importlib.util.spec_from_file_location(
         f"config_{name}", os.path.join(REPO, "configs", f"{name}.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert module.__doc__ and "python train.py" in module.__doc__  # says how to run it
-    return module.get_config()
+    return module
+
+
+def load_config(name, monkeypatch):
+    return load_module(name, monkeypatch).get_config()
 
 
 @pytest.mark.parametrize("name", CONFIG_NAMES)
@@ -42,6 +47,19 @@ def test_gpu_and_pod_configs_compute_in_bfloat16(monkeypatch):
     assert load_config("gpu", monkeypatch).model.dtype == "bfloat16"
     pod = load_config("tpu_pod", monkeypatch)
     assert (pod.model.dtype, pod.parallel) == ("bfloat16", "mesh")
+
+
+def test_pod_configs_follow_their_large_batch_recipes(monkeypatch):
+    # Goyal et al. 2017: SGD, 0.1 per 256 images scaled linearly, 5 warmup epochs.
+    sgd = load_config("tpu_pod", monkeypatch)
+    assert (sgd.batch_size, sgd.optimizer.name, sgd.optimizer.warmup_epochs) == (4096, "sgd", 5.0)
+    assert optim.learning_rate(sgd) == pytest.approx(0.1 * 4096 / 256)
+    # MLPerf v0.7 ResNet-50 on TPU at batch 32,768: LARS, peak 29.0, 18 warmup epochs, poly 2.
+    lars = load_config("tpu_pod_lars", monkeypatch)
+    assert (lars.batch_size, lars.optimizer.name, lars.optimizer.schedule) == (32768, "lars", "polynomial")
+    assert optim.learning_rate(lars) == pytest.approx(29.0)
+    assert (lars.optimizer.warmup_epochs, lars.optimizer.poly_power, lars.optimizer.momentum) == (18.0, 2.0, 0.929)
+    assert "ResNet-50" in load_module("tpu_pod_lars", monkeypatch).__doc__  # says whose settings
 
 
 def test_unknown_field_is_named(monkeypatch):
@@ -85,3 +103,15 @@ def test_class_count_must_match_the_dataset(monkeypatch):
     config_validation.validate_num_classes(config, 10)
     with pytest.raises(ConfigError, match="num_classes=10 but dataset 'sklearn_digits' has 1000"):
         config_validation.validate_num_classes(config, 1000)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("name", "adam", r"config.optimizer.name must be one of \['sgd', 'lars'\], got 'adam'"),
+    ("trust_coefficient", 0.0, "config.optimizer.trust_coefficient must be positive"),
+    ("end_learning_rate", 5.0, "end_learning_rate=5.0 is above the peak learning rate"),
+])
+def test_bad_optimizer_fields_are_named(monkeypatch, field, value, message):
+    config = load_config("demo", monkeypatch)
+    config.optimizer[field] = value
+    with pytest.raises(ConfigError, match=message):
+        config_validation.validate_config(config)

@@ -55,9 +55,10 @@ def test_eval_sums_ignore_padded_examples_and_count_top5():
 def _config(**optimizer):
     config = ml_collections.ConfigDict({
         "batch_size": 256,
-        "optimizer": dict(learning_rate=0.1, lr_reference_batch_size=256, schedule="constant",
-                          warmup_epochs=0.0, decay_epochs=8.0, decay_factor=0.96, momentum=0.9,
-                          nesterov=False, weight_decay=0.01, grad_clip_norm=0.0)})
+        "optimizer": dict(name="sgd", learning_rate=0.1, lr_reference_batch_size=256, schedule="constant",
+                          end_learning_rate=0.0, poly_power=2.0, warmup_epochs=0.0, decay_epochs=8.0,
+                          decay_factor=0.96, momentum=0.9, nesterov=False, weight_decay=0.01,
+                          trust_coefficient=0.001, grad_clip_norm=0.0)})
     config.optimizer.update(optimizer)
     return config
 
@@ -99,3 +100,50 @@ def test_warmup_ramps_linearly_to_the_peak(schedule):
     np.testing.assert_allclose([fn(0), fn(5), fn(10)], [0.0, 0.05, 0.1], rtol=1e-6, atol=1e-8)
     if schedule == "cosine":
         assert float(fn(100)) < 1e-6
+
+
+@pytest.mark.parametrize("schedule", ["polynomial", "cosine"])
+def test_decay_schedules_follow_their_formulas_after_the_warmup(schedule):
+    config = _config(schedule=schedule, warmup_epochs=2.0, end_learning_rate=0.001, poly_power=2.0)
+    fn = optim.create_learning_rate_fn(config, steps_per_epoch=10, num_train_steps=120)
+    peak, end, warmup, decay = 0.1, 0.001, 20, 100
+    for step in (0, 7, 20, 33, 70, 119, 120, 150):
+        if step < warmup:
+            expected = peak * step / warmup
+        else:
+            t = min(step - warmup, decay) / decay
+            shape = (1 - t) ** 2 if schedule == "polynomial" else 0.5 * (1 + np.cos(np.pi * t))
+            expected = end + (peak - end) * shape
+        np.testing.assert_allclose(float(fn(step)), expected, rtol=1e-5, err_msg=f"step {step}")
+
+
+def test_lars_update_equals_the_trust_ratio_by_hand():
+    """LARS on kernels (decayed gradient rescaled by eta |w| / |g + wd w|), plain momentum SGD
+    on biases and BatchNorm scales, over two steps so the momentum buffer matters."""
+    rng = np.random.RandomState(0)
+    params = {"conv": {"kernel": rng.randn(3, 3, 2, 4)}, "bn": {"scale": rng.rand(4) + 0.5},
+              "fc": {"kernel": rng.randn(4, 3), "bias": rng.randn(3)}}
+    grads = [jax.tree.map(lambda p: rng.randn(*p.shape), params) for _ in range(2)]
+    lr, wd, eta, momentum = 2.0, 0.01, 0.02, 0.9
+    config = _config(name="lars", learning_rate=lr, weight_decay=wd, trust_coefficient=eta,
+                     momentum=momentum)
+    tx = optim.create_optimizer(config, optim.create_learning_rate_fn(config, 10, 100))
+    params32 = jax.tree.map(lambda p: jnp.asarray(p, jnp.float32), params)
+    new, opt_state = params32, tx.init(params32)
+    for g in grads:
+        updates, opt_state = tx.update(jax.tree.map(jnp.float32, g), opt_state, new)
+        new = optax.apply_updates(new, updates)
+
+    def by_hand(w, gs, is_kernel):
+        buffer = np.zeros_like(w)
+        for g in gs:
+            if is_kernel:
+                g = g + wd * w
+                g = g * eta * np.linalg.norm(w) / np.linalg.norm(g)
+            buffer = momentum * buffer + lr * g
+            w = w - buffer
+        return w
+
+    for module, name in [("conv", "kernel"), ("fc", "kernel"), ("bn", "scale"), ("fc", "bias")]:
+        expected = by_hand(params[module][name], [g[module][name] for g in grads], name == "kernel")
+        np.testing.assert_allclose(new[module][name], expected, rtol=2e-5, err_msg=f"{module}/{name}")

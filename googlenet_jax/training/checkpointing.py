@@ -1,29 +1,33 @@
 """Orbax checkpoints of the TrainState that survive kills, damage and full disks.
 
-Layout (googlenet_jax/weights/files.py): WORKDIR/checkpoints/<step>/default. Orbax writes a
-step into `<step>.orbax-checkpoint-tmp-<time>` and renames it when complete, so a folder
-named by a step number is a finished save. On top of that this module:
-- removes the partial folders a killed save or delete leaves (`open`);
+Layout (googlenet_jax/weights/files.py): WORKDIR/checkpoints/<step>/default, on a local disk
+or on object storage (gs://). On a local disk orbax writes a step into
+`<step>.orbax-checkpoint-tmp-<time>` and renames it when complete; on object storage, where
+a folder rename is a copy of every object, it writes `<step>/` in place and writes
+`<step>/commit_success.txt` last. Either way files.step_folders lists only finished steps.
+On top of that this module:
+- removes the partial folders a killed save or delete leaves (`open`): temporary and
+  `.deleting` folders, and on object storage step folders without the commit marker;
 - resumes from the newest checkpoint that reads, moving unreadable newer ones aside as
   `<step>.unreadable` with a warning, and refuses to start over when none reads;
 - tells a checkpoint of another model (other variant or class count) from a damaged one;
-- keeps the newest `keep` steps, deleting older ones by renaming them out of the step
-  namespace first (`<step>.deleting`), so an interrupted delete never looks like a step;
+- keeps the newest `keep` steps. An old step first leaves the step namespace in one atomic
+  operation, so an interrupted delete never looks like a step: a rename to `<step>.deleting`
+  on a local disk, the deletion of its commit marker on object storage;
 - turns a failed save (disk full, read-only folder) into one line naming what to do.
 """
 from __future__ import annotations
 
 import os
 import re
-import shutil
 from typing import Any, Callable, Optional
 
 import jax
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
-from googlenet_jax.weights import files, trees
-from googlenet_jax.weights.files import ITEM_DIR, step_folders
+from googlenet_jax.weights import files, paths, trees
+from googlenet_jax.weights.files import COMMIT_FILE, ITEM_DIR, step_folders
 
 PARTIAL_SUFFIXES = (".orbax-checkpoint-tmp", ".deleting")  # a killed save / a killed delete
 UNREADABLE_SUFFIX = ".unreadable"
@@ -79,7 +83,7 @@ class Checkpointer:
 
     def __init__(self, directory: str, *, every_steps: int, keep: int,
                  log: Callable[[str], None] = print):
-        self.directory = os.path.abspath(directory)
+        self.directory = paths.absolute(directory)
         self.every_steps, self.keep, self._log = every_steps, keep, log
         self._is_primary = jax.process_index() == 0
         self._last_saved: Optional[int] = None
@@ -93,12 +97,13 @@ class Checkpointer:
 
     def _remove_partial_folders(self) -> None:
         """Deletes what a killed save or a killed delete left behind."""
-        if self._is_primary and os.path.isdir(self.directory):
-            for name in sorted(os.listdir(self.directory)):
-                if any(suffix in name for suffix in PARTIAL_SUFFIXES):
-                    shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
-                    self._log(f"removed {os.path.join(self.directory, name)}: the remains of an "
-                              "interrupted checkpoint save or delete")
+        if self._is_primary and paths.isdir(self.directory):
+            names = [name for name in sorted(paths.listdir(self.directory))
+                     if any(suffix in name for suffix in PARTIAL_SUFFIXES)]
+            for name in names + [str(step) for step in files.unfinished_steps(self.directory)]:
+                paths.rmtree(os.path.join(self.directory, name))
+                self._log(f"removed {os.path.join(self.directory, name)}: the remains of an "
+                          "interrupted checkpoint save or delete")
         self._sync("partial")
 
     def _set_aside(self, step: int, reason: str) -> None:
@@ -107,11 +112,17 @@ class Checkpointer:
                   f"falling back to an older one (kept as {folder}{UNREADABLE_SUFFIX})")
         if self._is_primary:
             target = folder + UNREADABLE_SUFFIX
-            shutil.rmtree(target, ignore_errors=True)
-            os.rename(folder, target)
+            paths.rmtree(target)
+            if paths.is_url(folder):  # copied whole before the step stops being one, then deleted
+                paths.copytree(folder, target)
+                paths.remove(os.path.join(folder, COMMIT_FILE))
+                paths.rmtree(folder)
+            else:
+                os.rename(folder, target)
 
     def _open_manager(self) -> None:
         try:
+            paths.check_bucket(self.directory)  # TensorFlow's makedirs hangs without one
             self._manager = ocp.CheckpointManager(
                 self.directory,
                 options=ocp.CheckpointManagerOptions(
@@ -176,15 +187,20 @@ class Checkpointer:
             "fix the folder (free space, permissions) and run the same command to resume")
 
     def _prune(self) -> None:
-        """Keeps the newest `keep` finished steps. A step leaves the step namespace by an atomic
-        rename before its files go, so a killed delete never leaves a step that looks whole."""
+        """Keeps the newest `keep` finished steps. A step leaves the step namespace in one atomic
+        operation before its files go (a rename; on object storage the deletion of its commit
+        marker), so a killed delete never leaves a step that looks whole."""
         if not self._is_primary:
             return
         for step in step_folders(self.directory)[:-self.keep]:
             folder = os.path.join(self.directory, str(step))
-            doomed = folder + ".deleting"
-            os.rename(folder, doomed)
-            shutil.rmtree(doomed, ignore_errors=True)
+            if paths.is_url(folder):
+                paths.remove(os.path.join(folder, COMMIT_FILE))
+                paths.rmtree(folder)
+            else:
+                doomed = folder + ".deleting"
+                os.rename(folder, doomed)
+                paths.rmtree(doomed)
 
     def save(self, step: int, state: Any, *, force: bool = False) -> bool:
         """Saves when `step` is a multiple of every_steps (always with force). Asynchronous:
@@ -212,7 +228,12 @@ class Checkpointer:
             self._manager.wait_until_finished()
         except Exception as error:  # the asynchronous write of the last save failed
             raise self._fail(self._last_saved, error) from None
-        self._prune()
+        try:
+            self._prune()
+        except OSError as error:  # the newest steps are complete: only old ones may be left over
+            raise CheckpointError(f"deleting old checkpoints in {self.directory} failed "
+                                  f"({_one_line(error)}); the newest ones are complete: run the "
+                                  "same command to resume") from None
 
     def close(self) -> None:
         """Releases orbax's threads. A failed pending save is reported by `wait`, not here (close

@@ -25,6 +25,7 @@ _CHOICES: Mapping[str, tuple[Any, ...]] = {
     "normalization": NORMALIZATIONS,
     "model.variant": tuple(architecture.VARIANTS),
     "model.dtype": COMPUTE_DTYPES,
+    "optimizer.name": optim.OPTIMIZERS,
     "optimizer.schedule": optim.SCHEDULES,
     "parallel": parallel.KINDS,
     "nan_policy": nonfinite.POLICIES,
@@ -32,11 +33,12 @@ _CHOICES: Mapping[str, tuple[Any, ...]] = {
 _POSITIVE = ("num_classes", "image_size", "eval_crop_fraction", "batch_size", "eval_batch_size", "num_epochs",
              "shuffle_buffer", "optimizer.lr_reference_batch_size", "optimizer.decay_epochs",
              "log_every_steps", "checkpoint_every_steps", "keep_checkpoints", "nan_max_consecutive_skips",
-             "heartbeat_timeout_seconds")
+             "heartbeat_timeout_seconds", "optimizer.poly_power", "optimizer.trust_coefficient")
 _UNIT_INTERVAL = ("eval_crop_fraction", "augment.min_area", "augment.max_area", "model.aux_dropout_rate",
                   "label_smoothing", "optimizer.momentum", "ema_decay", "optimizer.decay_factor")
 _NON_NEGATIVE = ("aux_weight", "optimizer.learning_rate", "optimizer.warmup_epochs",
-                 "optimizer.weight_decay", "optimizer.grad_clip_norm", "eval_every_steps")
+                 "optimizer.weight_decay", "optimizer.grad_clip_norm", "eval_every_steps",
+                 "optimizer.end_learning_rate")
 
 
 class ConfigError(ValueError):
@@ -117,6 +119,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     for name in _NON_NEGATIVE:
         if flat[name] < 0:
             raise ConfigError(f"config.{name} must be >= 0, got {flat[name]!r}")
+    peak = optim.learning_rate(config)
+    if flat["optimizer.schedule"] in ("cosine", "polynomial") and flat["optimizer.end_learning_rate"] > peak:
+        raise ConfigError(f"config.optimizer.end_learning_rate={flat['optimizer.end_learning_rate']!r} is above "
+                          f"the peak learning rate {peak:g} (learning_rate scaled to batch_size)")
     dropout = flat["model.dropout_rate"]
     if dropout is not None and not 0 <= dropout < 1:
         raise ConfigError(f"config.model.dropout_rate must be in [0, 1) or None, got {dropout!r}")

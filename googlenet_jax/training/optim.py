@@ -1,4 +1,5 @@
-"""Learning-rate schedule and optax optimizer (SGD with momentum, masked weight decay, frozen stages)."""
+"""Learning-rate schedule and optax optimizer (SGD or LARS with momentum, masked weight decay,
+frozen stages)."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Sequence
@@ -10,7 +11,8 @@ import optax
 if TYPE_CHECKING:  # configs are only read here; the model and steps run without ml_collections
     import ml_collections
 
-SCHEDULES = ("cosine", "step", "constant")  # config.optimizer.schedule
+SCHEDULES = ("cosine", "polynomial", "step", "constant")  # config.optimizer.schedule
+OPTIMIZERS = ("sgd", "lars")  # config.optimizer.name
 
 
 def learning_rate(config: ml_collections.ConfigDict) -> float:
@@ -19,19 +21,23 @@ def learning_rate(config: ml_collections.ConfigDict) -> float:
     return opt.learning_rate * config.batch_size / opt.lr_reference_batch_size
 
 
-def create_learning_rate_fn(config: ml_collections.ConfigDict, steps_per_epoch: int,
+def create_learning_rate_fn(config: ml_collections.ConfigDict, steps_per_epoch: float,
                             num_train_steps: int) -> optax.Schedule:
-    """step -> learning rate: linear warmup, then "cosine" to 0, "step" decay or "constant".
+    """step -> learning rate: linear warmup from 0, then the main schedule.
 
-    The "step" schedule multiplies the rate by `decay_factor` every `decay_epochs` epochs
-    (the paper: x0.96 every 8 epochs).
+    "cosine" and "polynomial" decay from the peak to `end_learning_rate` at the last step
+    ("polynomial": end + (peak - end) * (1 - t / T) ** poly_power over the T steps after
+    the warmup, as large-batch LARS runs use); "step" multiplies the rate by `decay_factor`
+    every `decay_epochs` epochs (the paper: x0.96 every 8 epochs); "constant" keeps the peak.
     """
     opt = config.optimizer
     peak = learning_rate(config)
     warmup_steps = int(round(opt.warmup_epochs * steps_per_epoch))
     decay_steps = max(1, num_train_steps - warmup_steps)
     if opt.schedule == "cosine":
-        main = optax.cosine_decay_schedule(peak, decay_steps)
+        main = optax.cosine_decay_schedule(peak, decay_steps, alpha=_end_fraction(opt, peak))
+    elif opt.schedule == "polynomial":
+        main = optax.polynomial_schedule(peak, opt.end_learning_rate, opt.poly_power, decay_steps)
     elif opt.schedule == "step":
         main = optax.exponential_decay(
             peak, transition_steps=max(1, int(round(opt.decay_epochs * steps_per_epoch))),
@@ -44,6 +50,11 @@ def create_learning_rate_fn(config: ml_collections.ConfigDict, steps_per_epoch: 
     return optax.join_schedules([warmup, main], [warmup_steps])
 
 
+def _end_fraction(opt: ml_collections.ConfigDict, peak: float) -> float:
+    """optax's cosine `alpha`: the final rate as a fraction of the peak."""
+    return opt.end_learning_rate / peak if peak > 0 else 0.0
+
+
 def weight_decay_mask(params: Any) -> Any:
     """True for the parameters that get weight decay: conv and dense kernels only.
 
@@ -54,8 +65,13 @@ def weight_decay_mask(params: Any) -> Any:
 
 def create_optimizer(config: ml_collections.ConfigDict, learning_rate_fn: optax.Schedule, *,
                      frozen: Sequence[str] = ()) -> optax.GradientTransformation:
-    """SGD with momentum and coupled (L2, as in torch.optim.SGD) masked weight decay.
+    """config.optimizer.name: "sgd" or "lars", after optional global-norm clipping.
 
+    "sgd": momentum SGD with coupled (L2, as in torch.optim.SGD) weight decay on kernels.
+    "lars" (You et al. 2017, as optax.lars): the decayed gradient g + wd * w of each kernel is
+    rescaled by the trust ratio trust_coefficient * |w| / |g + wd * w|, then scaled by the
+    learning rate and accumulated with momentum; biases and BatchNorm parameters get neither
+    weight decay nor a trust ratio (plain momentum SGD), as in large-batch ImageNet runs.
     `frozen` top-level modules (the stages of `config.freeze_up_to`) get no update at all, not
     even weight decay: optax.multi_transform sends them to set_to_zero.
     """
@@ -63,10 +79,17 @@ def create_optimizer(config: ml_collections.ConfigDict, learning_rate_fn: optax.
     parts = []
     if opt.grad_clip_norm > 0:
         parts.append(optax.clip_by_global_norm(opt.grad_clip_norm))
-    if opt.weight_decay > 0:
-        parts.append(optax.add_decayed_weights(opt.weight_decay, mask=weight_decay_mask))
-    parts.append(optax.sgd(learning_rate_fn, momentum=opt.momentum or None,
-                           nesterov=opt.nesterov))
+    if opt.name == "lars":
+        parts.append(optax.lars(learning_rate_fn, weight_decay=opt.weight_decay,
+                                weight_decay_mask=weight_decay_mask,
+                                trust_coefficient=opt.trust_coefficient,
+                                trust_ratio_mask=weight_decay_mask, momentum=opt.momentum,
+                                nesterov=opt.nesterov))
+    else:
+        if opt.weight_decay > 0:
+            parts.append(optax.add_decayed_weights(opt.weight_decay, mask=weight_decay_mask))
+        parts.append(optax.sgd(learning_rate_fn, momentum=opt.momentum or None,
+                               nesterov=opt.nesterov))
     tx = optax.chain(*parts)
     if not frozen:
         return tx

@@ -1,6 +1,7 @@
 """What a training run reports: TensorBoard scalars, the progress line, memory in use.
 
-Only process 0 writes event files; googlenet_jax/console.py prints the lines.
+Only process 0 writes event files (into a local folder or a gs:// URL, through TensorFlow's
+file system); googlenet_jax/console.py prints the lines.
 """
 from __future__ import annotations
 
@@ -21,13 +22,15 @@ class MetricWriter:
         if self._enabled:
             # Imported here: it pulls in TensorFlow, which only the writing process needs.
             from flax.metrics import tensorboard
-            self._writer = tensorboard.SummaryWriter(log_dir)
+            # One flush per call, not per scalar: on object storage each flush uploads the file again.
+            self._writer = tensorboard.SummaryWriter(log_dir, auto_flush=False)
 
     def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
         if self._writer is None:
             return
         for name, value in scalars.items():
             self._writer.scalar(name, value, step)
+        self._writer.flush()
 
     def flush(self) -> None:
         if self._writer is not None:

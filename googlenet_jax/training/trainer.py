@@ -15,22 +15,20 @@ from jax.experimental import multihost_utils
 
 from googlenet_jax import console, evaluation, parallel
 from googlenet_jax import weights as weights_lib
-from googlenet_jax.model.architecture import stages_up_to
-from googlenet_jax.model.network import GoogLeNet
 from googlenet_jax.training import (
     checkpointing,
     distributed,
     init_weights,
     nonfinite,
-    optim,
     preemption,
     reporting,
-    steps,
 )
 from googlenet_jax.training import config as config_lib
-from googlenet_jax.training import train_state as train_state_lib
+from googlenet_jax.training import programs as programs_lib
 from googlenet_jax.training.config import ConfigError
 from googlenet_jax.training.nonfinite import NonFiniteLossError  # noqa: F401  (raised from here)
+from googlenet_jax.training.programs import create_model  # noqa: F401  (tests build the trainer's model)
+from googlenet_jax.weights import paths
 from googlenet_jax.weights.files import step_folders
 
 FINAL_METRICS_FILE = "final_metrics.json"
@@ -43,20 +41,10 @@ def _keep_tensorflow_off_accelerators() -> None:
     tf.config.set_visible_devices([], "GPU")
 
 
-def create_model(config: ml_collections.ConfigDict, *, num_classes: int,
-                 bn_axis_name: str | None) -> GoogLeNet:
-    """GoogLeNet from config.model (aux heads on: training uses them) and config.freeze_up_to."""
-    return GoogLeNet(
-        num_classes=num_classes, variant=config.model.variant, aux_logits=True,
-        transform_input=config.model.transform_input, dropout_rate=config.model.dropout_rate,
-        aux_dropout_rate=config.model.aux_dropout_rate, dtype=jnp.dtype(config.model.dtype),
-        bn_axis_name=bn_axis_name, freeze_up_to=config.freeze_up_to)
-
-
 # What a workdir's run is: resuming with other values would mix two runs in one folder (and
-# another freeze_up_to changes the optimizer state's structure).
+# another freeze_up_to or optimizer.name changes the optimizer state's structure).
 RUN_IDENTITY = ("dataset", "train_split", "num_classes", "image_size", "normalization", "model.variant",
-                "freeze_up_to")
+                "freeze_up_to", "optimizer.name")
 
 
 def _field(config: Any, dotted: str) -> Any:
@@ -74,12 +62,17 @@ def _saved_field(saved: dict, dotted: str) -> Any:
 
 
 def check_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
-    """A workdir with checkpoints of another run (other data or model) is a one-line ConfigError."""
+    """A workdir with checkpoints of another run (other data or model), or in a gs:// bucket
+    that does not exist, is a one-line ConfigError."""
+    try:
+        paths.check_bucket(workdir)
+    except OSError as e:
+        raise ConfigError(f"cannot write to the workdir {workdir}: {e}") from None
     saved_file = os.path.join(workdir, weights_lib.CONFIG_FILE)
-    if not (step_folders(os.path.join(workdir, CHECKPOINT_DIR)) and os.path.exists(saved_file)):
+    if not (step_folders(os.path.join(workdir, CHECKPOINT_DIR)) and paths.exists(saved_file)):
         return
     try:
-        with open(saved_file) as f:
+        with paths.open_file(saved_file) as f:
             saved = json.load(f)
         differences = [f"{name}={_saved_field(saved, name)!r} there, {_field(config, name)!r} here"
                        for name in RUN_IDENTITY if _saved_field(saved, name) != _field(config, name)]
@@ -95,8 +88,8 @@ def write_workdir_files(config: ml_collections.ConfigDict, workdir: str,
                         model_info: weights_lib.ModelInfo) -> None:
     """config.json and model_info.json (what predict / evaluate / export need)."""
     try:
-        os.makedirs(workdir, exist_ok=True)
-        with open(os.path.join(workdir, weights_lib.CONFIG_FILE), "w") as f:
+        paths.makedirs(workdir)
+        with paths.open_file(os.path.join(workdir, weights_lib.CONFIG_FILE), "w") as f:
             f.write(config.to_json(indent=2))
         weights_lib.write_model_info(workdir, model_info)
     except OSError as e:
@@ -192,19 +185,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     config_lib.validate_num_classes(config, info.num_classes)
 
     steps_per_epoch = info.num_train_examples / config.batch_size
-    num_train_steps = (config.num_train_steps if config.num_train_steps > 0
-                       else math.ceil(config.num_epochs * steps_per_epoch))
-    learning_rate_fn = optim.create_learning_rate_fn(config, steps_per_epoch, num_train_steps)
-    tx = optim.create_optimizer(config, learning_rate_fn,
-                                frozen=stages_up_to(config.model.variant, config.freeze_up_to))
-    model = create_model(config, num_classes=info.num_classes, bn_axis_name=par.bn_axis_name)
-    create_state = functools.partial(
-        train_state_lib.create_train_state, model, tx, seed=config.seed,
-        image_size=config.image_size, use_ema=config.ema_decay > 0)
-    try:
-        abstract_state = jax.eval_shape(create_state)  # traces only: no compilation yet
-    except ValueError as e:  # the model rejects the input size or variant
-        raise ConfigError(f"model: {e}") from e
+    num_train_steps = programs_lib.num_train_steps(config, steps_per_epoch)
+    # The same builder as `python -m googlenet_jax.aot`: what it measures is what runs here.
+    programs = programs_lib.build(config, par, num_classes=info.num_classes,
+                                  steps_per_epoch=steps_per_epoch, train_steps=num_train_steps)
+    tx, create_state, abstract_state = programs.tx, programs.create_state, programs.abstract_state
 
     checkpoint_dir = os.path.join(workdir, CHECKPOINT_DIR)
     check_workdir(config, workdir)
@@ -231,11 +216,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     start_step = int(state.step)
     state = par.put_state(state)
 
-    train_step = par.compile_train_step(functools.partial(
-        steps.train_step, model=model, tx=tx, learning_rate_fn=learning_rate_fn,
-        aux_weight=config.aux_weight, label_smoothing=config.label_smoothing,
-        ema_decay=config.ema_decay))
-    eval_step = par.compile_eval_step(functools.partial(steps.eval_step, model=model))
+    train_step, eval_step = programs.train_step, programs.eval_step
 
     def eval_batches():
         return data.eval_batches(
@@ -342,6 +323,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                     f"top5 {result['eval_top5']:.4f} loss {result['eval_loss']:.4f} | "
                     f"{images_per_sec:.0f} train img/s | {result['wall_time_sec']:.0f}s in all")
     if jax.process_index() == 0:
-        with open(os.path.join(workdir, FINAL_METRICS_FILE), "w") as f:
+        with paths.open_file(os.path.join(workdir, FINAL_METRICS_FILE), "w") as f:
             json.dump(result, f, indent=2)
     return result

@@ -5,9 +5,10 @@
     class_names                                         ImageNet names shipped with the package
     torch_layout                                        torchvision-layout state_dict <-> variables
     files                                               orbax checkpoints and the workdir layout
+    paths                                               local paths and gs:// URLs alike
     trees                                               the one tree comparison
 
-Imports only the model (and torch, only to read or write a .pth).
+Imports only the model (torch only to read or write a .pth, TensorFlow only for a gs:// URL).
 """
 from googlenet_jax.weights.files import CHECKPOINT_DIR, CONFIG_FILE, ITEM_DIR, MODEL_INFO_FILE
 from googlenet_jax.weights.info import (

@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 from googlenet_jax.model import input_spec
 from googlenet_jax.weights import class_names as class_names_lib
+from googlenet_jax.weights import paths
 from googlenet_jax.weights.files import MODEL_INFO_FILE
 
 
@@ -63,14 +64,14 @@ _LOAD_FIELDS = ("source", "path", "workdir", "step", "averaged")
 
 
 def write_model_info(directory: str, info: ModelInfo) -> None:
-    with open(os.path.join(directory, MODEL_INFO_FILE), "w") as f:
+    with paths.open_file(os.path.join(directory, MODEL_INFO_FILE), "w") as f:
         json.dump(info.to_json(), f, indent=2)
 
 
 def read_json(path: str) -> dict:
     """A JSON file's contents, or a WeightsError naming the file."""
     try:
-        with open(path) as f:
+        with paths.open_file(path) as f:
             return json.load(f)
     except (OSError, json.JSONDecodeError) as error:
         raise WeightsError(f"{path}: not a readable JSON file ({type(error).__name__}: {error})") from None

@@ -8,6 +8,8 @@
   average when the run kept one), its `checkpoints/` folder, or one step folder
   `checkpoints/<step>`;
 - the orbax checkpoint that `python -m googlenet_jax.convert to-flax` writes.
+
+Each may be a local path or a gs:// URL (googlenet_jax/weights/paths.py).
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import numpy as np
 
 from googlenet_jax.model import architecture as arch
 from googlenet_jax.model import network
-from googlenet_jax.weights import files, torch_layout, trees
+from googlenet_jax.weights import files, paths, torch_layout, trees
 from googlenet_jax.weights.info import ModelInfo, WeightsError, info_from_config, pretrained_info, read_json
 
 PTH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
@@ -83,7 +85,7 @@ def _load_workdir(workdir: str, step: int | None, use_average: bool) -> tuple[di
         variables["batch_stats"] = state["batch_stats"]
 
     info_file = os.path.join(workdir, files.MODEL_INFO_FILE)
-    if os.path.exists(info_file):
+    if paths.exists(info_file):
         info = ModelInfo.from_json(read_json(info_file))
     else:  # a workdir from before model_info.json: ImageNet names, else class_<i>
         info = info_from_config(config, None)
@@ -98,7 +100,7 @@ def _load_orbax(path: str) -> tuple[dict, ModelInfo]:
     if not isinstance(variables, Mapping) or "params" not in variables:
         raise WeightsError(f"{path}: an orbax checkpoint without 'params'; expected {SOURCES_HELP}")
     info_file = os.path.join(path, files.MODEL_INFO_FILE)
-    if os.path.exists(info_file):
+    if paths.exists(info_file):
         return variables, ModelInfo.from_json(read_json(info_file))
     params = variables["params"]
     if "fc" not in params:
@@ -109,7 +111,7 @@ def _load_orbax(path: str) -> tuple[dict, ModelInfo]:
 
 
 def _is_pth(path: str) -> bool:
-    with open(path, "rb") as f:
+    with paths.open_file(path, "rb") as f:
         head = f.read(4)
     # torch.save writes a zip archive (or, in old releases, a pickle starting 0x80).
     return path.lower().endswith(PTH_SUFFIXES) or head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
@@ -117,9 +119,13 @@ def _is_pth(path: str) -> bool:
 
 def _read_source(path: str, use_average: bool) -> tuple[dict, ModelInfo, str]:
     """(variables, info, source kind) for any supported path."""
-    if not os.path.exists(path):
+    try:
+        found, is_file = paths.exists(path), paths.isfile(path)
+    except OSError as error:  # a bucket that cannot be read; the message names the path
+        raise WeightsError(_first_line(error)) from None
+    if not found:
         raise WeightsError(f"{path}: no such file or directory; expected {SOURCES_HELP}")
-    if os.path.isfile(path):
+    if is_file:
         if not _is_pth(path):
             raise WeightsError(f"{path}: not a recognised weights file; expected {SOURCES_HELP}")
         try:
@@ -129,9 +135,9 @@ def _read_source(path: str, use_average: bool) -> tuple[dict, ModelInfo, str]:
     if os.path.basename(path) == files.ITEM_DIR and os.path.basename(os.path.dirname(path)).isdigit():
         path = os.path.dirname(path)  # checkpoints/<step>/default: the step folder's item
     name, parent = os.path.basename(path), os.path.dirname(path)
-    if os.path.exists(os.path.join(path, files.CONFIG_FILE)):
+    if paths.exists(os.path.join(path, files.CONFIG_FILE)):
         return (*_load_workdir(path, None, use_average), "workdir")
-    if name == files.CHECKPOINT_DIR and os.path.exists(os.path.join(parent, files.CONFIG_FILE)):
+    if name == files.CHECKPOINT_DIR and paths.exists(os.path.join(parent, files.CONFIG_FILE)):
         return (*_load_workdir(parent, None, use_average), "workdir")
     if name.isdigit() and os.path.basename(parent) == files.CHECKPOINT_DIR:
         return (*_load_workdir(os.path.dirname(parent), int(name), use_average), "workdir")
@@ -160,7 +166,7 @@ def load(path: str | os.PathLike, *, transform_input: bool | None = None, use_av
     dtype: the compute dtype of the returned model (parameters stay float32).
     Raises WeightsError (a ValueError) with one line naming the path and what was expected.
     """
-    path = os.path.abspath(os.fspath(path))
+    path = paths.absolute(path)
     variables, info, source = _read_source(path, use_average)
     variables = {k: v for k, v in variables.items() if k in ("params", "batch_stats") and v}
     if transform_input is not None:

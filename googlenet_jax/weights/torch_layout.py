@@ -14,7 +14,7 @@ port of BVLC Caffe in googlenet_jax/parity/caffe_torch.py. Layout changes: conv 
 from __future__ import annotations
 
 import functools
-import os
+import io
 from typing import Any, Mapping
 
 import jax
@@ -24,7 +24,7 @@ from flax import traverse_util
 
 from googlenet_jax.model import architecture as arch
 from googlenet_jax.model import network
-from googlenet_jax.weights import trees
+from googlenet_jax.weights import paths, trees
 
 # Flax module name inside an Inception block -> torchvision's name.
 INCEPTION_BRANCHES = (
@@ -216,10 +216,15 @@ def load_torch_state_dict(path: str) -> dict:
     A "module." prefix (DataParallel) is removed.
     """
     torch = import_torch()
-    if not os.path.isfile(path):
+    if not paths.isfile(path):
         raise ValueError(f"{path}: no such file")
     try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
+        if paths.is_url(path):  # torch.load seeks: the object is read into memory first
+            with paths.open_file(path, "rb") as f:
+                path_or_buffer = io.BytesIO(f.read())
+        else:
+            path_or_buffer = path
+        loaded = torch.load(path_or_buffer, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for a bad file
         first = str(error).strip().splitlines()[0].split(". ")[0] if str(error).strip() else ""
         raise ValueError(f"{path}: not a readable PyTorch file ({type(error).__name__}: {first})") from None

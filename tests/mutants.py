@@ -1,0 +1,177 @@
+"""Mutation check: are the tests able to fail? Not part of pytest.
+
+    python tests/mutants.py            # every mutant
+    python tests/mutants.py --list     # names, files and the tests that should catch each
+    python tests/mutants.py NAME ...   # some of them
+
+Each mutant is one deliberate bug: a piece of source text replaced by a wrong one. For each,
+the working tree (tracked and untracked files, not ignored ones) is copied into a scratch
+folder, the bug is planted there, and the tests that should catch it run there. A mutant is
+caught when one of those tests fails. Prints one line per mutant and exits 1 if any is not
+caught, or 2 if a mutant no longer applies (its source text changed: update the list).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@dataclasses.dataclass(frozen=True)
+class Mutant:
+    name: str
+    path: str  # relative to the repository root
+    old: str  # must occur exactly once in the file
+    new: str
+    tests: tuple[str, ...]  # pytest node ids or files that must fail
+
+
+LEARNING = "tests/test_learning.py"
+LOSSES = "tests/test_train_losses.py"
+
+MUTANTS = [
+    Mutant("gradient ascent", "googlenet_jax/training/steps.py",
+           "new_params = optax.apply_updates(state.params, updates)",
+           "new_params = jax.tree.map(lambda p, u: p - u, state.params, updates)",
+           (LEARNING,)),
+    Mutant("Polyak weights swapped", "googlenet_jax/training/steps.py",
+           "lambda e, p: e + (1.0 - decay) * (p - e)", "lambda e, p: p + (1.0 - decay) * (e - p)",
+           (LEARNING,)),
+    Mutant("Polyak average not debiased", "googlenet_jax/training/steps.py",
+           "decay = jnp.minimum(ema_decay, (1.0 + step) / (10.0 + step))", "decay = ema_decay + 0 * step",
+           (LEARNING,)),
+    Mutant("multi-crop averages logits", "googlenet_jax/evaluation.py",
+           "return jax.nn.logsumexp(log_probs, axis=1) - jnp.log(float(crops))",
+           "return logits.astype(jnp.float32).reshape(batch, crops, -1).mean(axis=1)",
+           (LEARNING,)),
+    Mutant("image-folder labels from each split's folders", "googlenet_jax/data/sources.py",
+           "class_names = _class_folders(train_dir if os.path.isdir(train_dir) else split_dir)",
+           "class_names = _class_folders(split_dir)",
+           ("tests/test_data_image_folder.py",)),
+    Mutant("aux weight split between the heads", "googlenet_jax/model/losses.py",
+           'total = total + aux_weight * parts[f"loss_aux{i}"]',
+           'total = total + aux_weight / 2 * parts[f"loss_aux{i}"]',
+           (f"{LOSSES}::test_loss_is_main_plus_weighted_aux_cross_entropies",)),
+    Mutant("label smoothing ignored", "googlenet_jax/model/losses.py",
+           "    if label_smoothing:\n", "    if False:\n",
+           (f"{LOSSES}::test_label_smoothing_spreads_target_mass_over_all_classes",)),
+    Mutant("padded examples counted", "googlenet_jax/model/losses.py",
+           'weights = mask.astype(jnp.float32)', 'weights = jnp.ones_like(mask, jnp.float32)',
+           (f"{LOSSES}::test_eval_sums_ignore_padded_examples_and_count_top5",)),
+    Mutant("top-5 counts the top 4", "googlenet_jax/model/losses.py",
+           '"top5": ((rank < 5) * weights).sum()', '"top5": ((rank < 4) * weights).sum()',
+           (f"{LOSSES}::test_eval_sums_ignore_padded_examples_and_count_top5",)),
+    Mutant("weight decay on every parameter", "googlenet_jax/training/optim.py",
+           "lambda p: jnp.ndim(p) > 1, params", "lambda p: jnp.ndim(p) >= 0, params",
+           (f"{LOSSES}::test_weight_decay_applies_to_kernels_only_and_matches_torch_sgd",)),
+    Mutant("learning-rate schedule one step late", "googlenet_jax/training/optim.py",
+           "    warmup = optax.linear_schedule(0.0, peak, warmup_steps)\n",
+           "    warmup = lambda step: peak * jnp.maximum(step - 1, 0) / warmup_steps  # noqa: E731\n",
+           (LEARNING,)),
+    Mutant("LARS trust ratio on biases and BatchNorm", "googlenet_jax/training/optim.py",
+           "trust_ratio_mask=weight_decay_mask", "trust_ratio_mask=True",
+           (f"{LOSSES}::test_lars_update_equals_the_trust_ratio_by_hand",)),
+    Mutant("gradient clipping skipped", "googlenet_jax/training/optim.py",
+           "    if opt.grad_clip_norm > 0:\n", "    if opt.grad_clip_norm < 0:\n",
+           (f"{LEARNING}::test_gradient_clipping_scales_the_global_norm_down_to_the_limit",)),
+    Mutant("BatchNorm momentum as in torch", "googlenet_jax/model/network.py",
+           "nn.BatchNorm(momentum=0.9,", "nn.BatchNorm(momentum=0.1,",
+           ("tests/test_parity.py::test_train_mode_logits_and_aux_logits_match_reference",)),
+    Mutant("BatchNorm in train mode at evaluation", "googlenet_jax/model/network.py",
+           "y = self.bn(y, use_running_average=not train)", "y = self.bn(y, use_running_average=False)",
+           ("tests/test_parity.py::test_eval_logits_match_reference",)),
+    Mutant("dropout left on at evaluation", "googlenet_jax/model/network.py",
+           "x = nn.Dropout(rate)(x, deterministic=not train)", "x = nn.Dropout(rate)(x, deterministic=False)",
+           ("tests/test_parity.py::test_eval_logits_match_reference",)),
+    Mutant("--raw_params inverted", "googlenet_jax/cli.py",
+           "use_average=not args.raw_params", "use_average=args.raw_params",
+           ("tests/test_evaluate.py",)),
+    Mutant("center crop offset floored", "googlenet_jax/data/crops.py",
+           "return tf.cast(tf.round(slack / 2.0), tf.int32)", "return tf.cast(slack // 2, tf.int32)",
+           ("tests/test_data_crops.py",)),
+    Mutant("JPEG decoded with the fast IDCT", "googlenet_jax/data/preprocess.py",
+           'JPEG_DCT_METHOD = "INTEGER_ACCURATE"', 'JPEG_DCT_METHOD = "INTEGER_FAST"',
+           ("tests/test_data_preprocess.py",)),
+]
+
+
+def _working_tree_files() -> list[str]:
+    out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+                         cwd=REPO, check=True, capture_output=True, text=True).stdout
+    return [p for p in out.split("\0") if p and os.path.isfile(os.path.join(REPO, p))]
+
+
+def _scratch_copy(destination: str) -> None:
+    for path in _working_tree_files():
+        target = os.path.join(destination, path)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        shutil.copy2(os.path.join(REPO, path), target)
+
+
+def check_applies(mutant: Mutant) -> str | None:
+    """Why the mutant cannot be planted, or None."""
+    with open(os.path.join(REPO, mutant.path)) as f:
+        count = f.read().count(mutant.old)
+    return None if count == 1 else f"{mutant.path}: expected the text once, found it {count} times"
+
+
+def run(mutant: Mutant, scratch: str) -> tuple[str, float]:
+    """Plants the bug in `scratch` (a fresh copy), runs its tests: ("caught" | "NOT CAUGHT" |
+    "ERROR ...", seconds). Caught means a test failed (pytest's exit status 1); an import or
+    collection error is an error of the check, not a catch."""
+    path = os.path.join(scratch, mutant.path)
+    with open(path) as f:
+        source = f.read()
+    with open(path, "w") as f:
+        f.write(source.replace(mutant.old, mutant.new))
+    start = time.time()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+                               *mutant.tests], cwd=scratch, capture_output=True, text=True)
+    finally:
+        with open(path, "w") as f:
+            f.write(source)
+    outcome = {0: "NOT CAUGHT", 1: "caught"}.get(
+        proc.returncode, f"ERROR (pytest exit {proc.returncode}: {proc.stdout.strip().splitlines()[-1:]})")
+    return outcome, time.time() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help="mutant names (default: all)")
+    parser.add_argument("--list", action="store_true", help="list the mutants and exit")
+    args = parser.parse_args(argv)
+    chosen = [m for m in MUTANTS if not args.names or m.name in args.names]
+    unknown = set(args.names) - {m.name for m in MUTANTS}
+    if unknown:
+        parser.error(f"unknown mutant(s): {', '.join(sorted(unknown))}")
+    if args.list:
+        for m in chosen:
+            print(f"{m.name:48s} {m.path:40s} {' '.join(m.tests)}")
+        return 0
+    stale = [(m, why) for m in chosen if (why := check_applies(m))]
+    for m, why in stale:
+        print(f"mutants: error: {m.name!r} no longer applies: {why}", file=sys.stderr)
+    if stale:
+        return 2
+    missed, start = [], time.time()
+    with tempfile.TemporaryDirectory(prefix="mutants-") as scratch:
+        _scratch_copy(scratch)
+        for m in chosen:
+            outcome, seconds = run(m, scratch)
+            print(f"{outcome:10s} {seconds:6.0f}s  {m.name}", flush=True)
+            if outcome != "caught":
+                missed.append(m.name)
+    print(f"{len(chosen) - len(missed)}/{len(chosen)} caught in {time.time() - start:.0f}s")
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
