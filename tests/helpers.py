@@ -152,3 +152,14 @@ def tiny_batch(n: int, size: int, seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.RandomState(seed)
     return {"image": rng.randn(n, size, size, 3).astype(np.float32),
             "label": rng.randint(0, TINY_CLASSES, n).astype(np.int32)}
+
+
+def optimizer_config(batch_size: int = 256, **optimizer):
+    """A config with configs/default.py's optimizer fields, `optimizer` overriding them."""
+    import ml_collections
+
+    from googlenet_jax.training.config import default_config
+
+    config = ml_collections.ConfigDict({"batch_size": batch_size, "optimizer": default_config().optimizer.to_dict()})
+    config.optimizer.update(optimizer)
+    return config

@@ -7,12 +7,13 @@ Nothing here goes through optax or flax on the reference side.
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 from googlenet_jax import evaluation
 from googlenet_jax.training import optim, steps
 from googlenet_jax.training.train_state import create_train_state
+
+import helpers
 
 CLASSES, SIZE = 5, 4
 
@@ -32,14 +33,10 @@ def _softmax(z):
 
 
 def _config(**optimizer):
-    config = ml_collections.ConfigDict({
-        "batch_size": 256,
-        "optimizer": dict(name="sgd", learning_rate=0.5, lr_reference_batch_size=256, schedule="constant",
-                          end_learning_rate=0.0, poly_power=2.0, warmup_epochs=0.0, decay_epochs=1.0,
-                          decay_factor=0.5, momentum=0.9, nesterov=False, weight_decay=0.05,
-                          trust_coefficient=0.001, grad_clip_norm=0.0)})
-    config.optimizer.update(optimizer)
-    return config
+    """SGD (the other fields: configs/default.py's), with `optimizer` overriding."""
+    return helpers.optimizer_config(**{**dict(
+        learning_rate=0.5, schedule="constant", decay_epochs=1.0, decay_factor=0.5,
+        weight_decay=0.05), **optimizer})
 
 
 def test_train_steps_equal_sgd_momentum_weight_decay_schedule_and_polyak_by_hand():

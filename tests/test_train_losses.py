@@ -1,13 +1,14 @@
 """Loss, evaluation sums, weight-decay mask and optimizer, against hand computations."""
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 import pytest
 
 from googlenet_jax.model import losses
 from googlenet_jax.training import optim
+
+import helpers
 
 
 def _log_softmax(x):
@@ -53,14 +54,10 @@ def test_eval_sums_ignore_padded_examples_and_count_top5():
 
 
 def _config(**optimizer):
-    config = ml_collections.ConfigDict({
-        "batch_size": 256,
-        "optimizer": dict(name="sgd", learning_rate=0.1, lr_reference_batch_size=256, schedule="constant",
-                          end_learning_rate=0.0, poly_power=2.0, warmup_epochs=0.0, decay_epochs=8.0,
-                          decay_factor=0.96, momentum=0.9, nesterov=False, weight_decay=0.01,
-                          trust_coefficient=0.001, grad_clip_norm=0.0)})
-    config.optimizer.update(optimizer)
-    return config
+    """SGD (the other fields: configs/default.py's), with `optimizer` overriding."""
+    return helpers.optimizer_config(**{**dict(
+        learning_rate=0.1, schedule="constant", decay_epochs=8.0, decay_factor=0.96,
+        weight_decay=0.01), **optimizer})
 
 
 def test_weight_decay_applies_to_kernels_only_and_matches_torch_sgd():
