@@ -44,6 +44,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.dropout_rate = config_dict.placeholder(float)  # None: the variant's own (0.2 / 0.4)
     config.model.aux_dropout_rate = 0.7
     config.model.transform_input = False  # torchvision's input transform (its ported weights want it)
+    # BatchNorm's running variance: "biased" (Flax's rule) or "unbiased" (torch's: the batch
+    # variance times n / (n - 1)); only the statistics evaluation uses differ.
+    config.model.bn_running_var = "biased"
     # Start from existing weights (a torchvision .pth, a workdir or one of its checkpoint
     # steps, a converted checkpoint): matching arrays are copied, the classifiers are
     # freshly initialised when the class count differs. Ignored when resuming.
@@ -75,7 +78,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.optimizer.decay_factor = 0.1
     config.optimizer.momentum = 0.9
     config.optimizer.nesterov = False
-    config.optimizer.weight_decay = 1e-4  # coupled (added to the gradient); kernels only
+    config.optimizer.weight_decay = 1e-4  # coupled (added to the gradient)
+    # Which parameters it decays: "kernels", "all_but_batchnorm" or "all" (training/optim.py).
+    config.optimizer.weight_decay_params = "kernels"
     config.optimizer.trust_coefficient = 0.001  # "lars": eta in the trust ratio eta*|w|/|g + wd*w|
     config.optimizer.grad_clip_norm = 0.0  # global-norm clipping; 0: none
     config.ema_decay = 0.0  # Polyak (exponential moving) average of the weights, for eval; 0: off

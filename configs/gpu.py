@@ -4,8 +4,9 @@ Run:
 
     python train.py --config configs/gpu.py --config.data_dir=DATA_DIR --workdir workdir/gpu
 
-Same recipe and expected accuracy as configs/imagenet_torchvision.py (about 69-70% top-1);
-bfloat16 convolutions run on the tensor cores. batch_size is global: 256 per GPU on 8 GPUs
+Same recipe as configs/imagenet_torchvision.py (whose docstring says what is known of
+its accuracy), plus a 2-epoch warmup for the larger batch; bfloat16 convolutions run on the
+tensor cores. batch_size is global: 256 per GPU on 8 GPUs
 here; the learning rate scales with it in code.
 """
 import ml_collections

@@ -10,8 +10,9 @@ Recipe (Szegedy et al. 2014, section 6, and the released BVLC Caffe solver): SGD
 8 epochs, weight decay 2e-4, dropout 0.4 (main) / 0.7 (auxiliary heads), auxiliary losses
 weighted 0.3, Polyak averaging of the weights for evaluation, crops of 8%-100% of the area
 with aspect ratio 3/4-4/3, photometric distortions and random resize interpolation.
-Should reach about 68.7% top-1 / 88.9% top-5 with one center crop (the BVLC Caffe model);
-the paper reports 10.07% top-5 error for one crop.
+Accuracy: not measured for this code on ImageNet. For reference, the BVLC Caffe model trained
+with this recipe gives 68.7% top-1 / 88.9% top-5 with one center crop, and the paper reports
+10.07% top-5 error for one model and one crop.
 """
 import ml_collections
 

@@ -13,8 +13,9 @@ every batch; the host batches form global jax.Arrays sharded over the "batch" me
 BatchNorm statistics are computed over the global batch. bfloat16 compute, float32 parameters.
 Recipe: configs/imagenet_torchvision.py's SGD with Goyal et al. 2017 ("Accurate, Large
 Minibatch SGD") for the large batch: the linear scaling rule (0.1 per 256 images: 1.6 at
-4,096) and a 5-epoch linear warmup, then a cosine decay over 90 epochs; should reach about
-69-70% top-1. For 16k-32k images per step use configs/tpu_pod_lars.py.
+4,096) and a 5-epoch linear warmup, then a cosine decay over 90 epochs. Its ImageNet accuracy
+has not been measured (see configs/imagenet_torchvision.py). For 16k-32k images per step use
+configs/tpu_pod_lars.py.
 """
 import ml_collections
 

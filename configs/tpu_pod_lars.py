@@ -37,5 +37,6 @@ def get_config() -> ml_collections.ConfigDict:
     opt.end_learning_rate = 1e-4
     opt.momentum = 0.929
     opt.weight_decay = 1e-4
+    opt.weight_decay_params = "kernels"  # MLPerf's: no decay on biases and BatchNorm parameters
     opt.trust_coefficient = 0.001
     return config

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import sys
 from typing import Any, Callable
 
@@ -38,31 +37,9 @@ def parse_args(argv=None):
                         help="also find the largest per-chip batch whose train step fits (a few more compiles)")
     parser.add_argument("--json", metavar="OUT", help="also write the report as JSON to OUT")
     args, rest = parser.parse_known_args(argv)
-    unknown = [arg for arg in rest if not arg.startswith("--config.")]
-    if unknown:
-        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-    args.overrides = rest
+    args.overrides = cli.config_overrides(parser, rest)
     parser.check_output_folder("--json", args.json)
     return args
-
-
-def load_config(path: str, overrides: list[str]):
-    """CONFIG with its --config.FIELD=VALUE overrides, parsed as train.py parses them."""
-    from absl import flags
-    from ml_collections import config_flags
-
-    if not os.path.isfile(path):
-        raise cli.UsageError(f"config file not found: {path}")
-    argv = ["aot", f"--config={path}", *overrides]
-    values = flags.FlagValues()  # not absl's global flags: main() may run more than once
-    try:
-        holder = config_flags.DEFINE_config_file("config", flag_values=values, sys_argv=argv)
-        values(argv)
-        config = holder.value
-        config.keys()  # a config file that failed to load raises on first use
-    except Exception as e:  # noqa: BLE001  (absl and ml_collections raise many types)
-        raise cli.UsageError(f"--config: {cli.first_line(e)}") from None
-    return config
 
 
 # ---- the largest batch that fits -----------------------------------------------------------
@@ -245,7 +222,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
 
     def body() -> int:
-        config = load_config(args.config, args.overrides)
+        config = cli.load_config(args.config, args.overrides, "aot")
         tpu_compile.prepare_libtpu()
         tpu = tpu_compile.open_slice(args.topology)
         if config.parallel != "mesh":

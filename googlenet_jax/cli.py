@@ -109,6 +109,34 @@ def first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
+def load_config(path: str, overrides: Sequence[str], command: str):
+    """The training config file at `path` with its --config.FIELD=VALUE overrides, parsed as
+    train.py parses them (ml_collections' config_flags); UsageError for a bad file or override."""
+    from absl import flags
+    from ml_collections import config_flags
+
+    if not os.path.isfile(path):
+        raise UsageError(f"config file not found: {path}")
+    argv = [command, f"--config={path}", *overrides]
+    values = flags.FlagValues()  # not absl's global flags: main() may run more than once
+    try:
+        holder = config_flags.DEFINE_config_file("config", flag_values=values, sys_argv=argv)
+        values(argv)
+        config = holder.value
+        config.keys()  # a config file that failed to load raises on first use
+    except Exception as e:  # noqa: BLE001  (absl and ml_collections raise many types)
+        raise UsageError(f"--config: {first_line(e)}") from None
+    return config
+
+
+def config_overrides(parser: argparse.ArgumentParser, rest: Sequence[str]) -> list[str]:
+    """The --config.FIELD=VALUE arguments of parse_known_args' leftovers; anything else is an error."""
+    unknown = [arg for arg in rest if not arg.startswith("--config.")]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    return list(rest)
+
+
 def run(command: str, body: Callable[[], int]) -> int:
     """body()'s exit status; a bad argument or file it raises (UsageError, WeightsError and
     other ValueErrors, OSError, ImportError) becomes one `COMMAND: error: ...` line and 2."""

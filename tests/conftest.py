@@ -47,6 +47,17 @@ def jax_cache():
     return os.environ["JAX_COMPILATION_CACHE_DIR"]
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """At tiny sizes torch's thread start-up and spinning cost more than its convolutions."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def torchvision_pth(tmp_path_factory):
     """(path, net): torchvision's googlenet with random weights and aux heads, saved as .pth.
@@ -65,6 +76,23 @@ def torchvision_pth(tmp_path_factory):
 @pytest.fixture(scope="session")
 def photo_folder(tmp_path_factory):
     return helpers.make_photo_folder(tmp_path_factory.mktemp("photos"))
+
+
+@pytest.fixture(scope="session")
+def digits_reference(tmp_path_factory, jax_cache):
+    """{"workdir", "data_dir", "proc"}: helpers.DIGITS_RUN uninterrupted, checkpoints at steps
+    4 and 8, and its CompletedProcess.
+
+    The one reference of tests/test_durability.py and tests/test_gcs.py, and the straight run
+    of tests/test_train_cli.py (one run instead of one a file): how often a run checkpoints
+    does not change where it ends, which the first two files' interrupted runs (every 2 steps)
+    check bit for bit against this one (every 4 steps)."""
+    root = tmp_path_factory.mktemp("digits_reference")
+    workdir, data_dir = root / "workdir", root / "data"
+    proc = helpers.run_command(["train.py", *helpers.DIGITS_RUN, f"--config.data_dir={data_dir}",
+                                "--config.checkpoint_every_steps=4", "--workdir", workdir], cache_dir=jax_cache)
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    return {"workdir": workdir, "data_dir": data_dir, "proc": proc}
 
 
 @pytest.fixture(scope="session")

@@ -44,6 +44,18 @@ FINETUNE_ARGS = [
     "--config.optimizer.weight_decay=0.01", f"--config.freeze_up_to={FREEZE_UP_TO}", "--config.ema_decay=0.5",
 ]
 
+# The 8-step run on the embedded digits at 32x32 (batch 16 = 2 per fake device) that
+# tests/test_durability.py and tests/test_gcs.py interrupt, damage and resume; conftest's
+# `digits_reference` is the uninterrupted one both compare with. A constant learning rate, so
+# runs of any length compile the very same step (tests/test_train_cli.py uses these shapes too).
+DIGITS_STEPS = 8
+DIGITS_RUN = [
+    "--config.image_size=32", "--config.batch_size=16", "--config.eval_batch_size=40",
+    "--config.log_every_steps=1", "--config.optimizer.schedule=constant",
+    "--config.optimizer.warmup_epochs=0", f"--config.num_train_steps={DIGITS_STEPS}",
+    "--config.ema_decay=0.9", "--config.keep_checkpoints=2",
+]
+
 
 # ----------------------------------------------------------------------------- real photos
 # scikit-image's sample images (shipped in its wheel): name -> file. JPEG, PNG, RGB and
@@ -163,3 +175,55 @@ def optimizer_config(batch_size: int = 256, **optimizer):
     config = ml_collections.ConfigDict({"batch_size": batch_size, "optimizer": default_config().optimizer.to_dict()})
     config.optimizer.update(optimizer)
     return config
+
+
+# ----------------------------------------------------------------------------- background commands
+
+
+class BackgroundCommand:
+    """`python ARGS...` started in its own process group, its stdout and stderr collected line
+    by line on threads (a pipe nobody reads fills up and blocks the child), for tests that
+    signal a running command. `finish` waits and kills the whole group if it is still there."""
+
+    def __init__(self, args, *, cache_dir=None):
+        import threading
+
+        env = dict(os.environ)  # keeps the 8 fake devices
+        if cache_dir is not None:
+            env.update(JAX_COMPILATION_CACHE_DIR=str(cache_dir), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                       JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+        self.proc = subprocess.Popen([sys.executable, "-u", *map(str, args)], cwd=REPO, env=env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     start_new_session=True)
+        self.lines, self.error_lines = [], []
+        self._readers = [threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True),
+                         threading.Thread(target=lambda: self.error_lines.extend(self.proc.stderr), daemon=True)]
+        for reader in self._readers:
+            reader.start()
+
+    def wait_for(self, prefix, timeout=600):
+        """Returns once a stdout line starts with `prefix`; fails if the command ends first."""
+        import time
+
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if any(line.startswith(prefix) for line in list(self.lines)):
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.01)
+        raise AssertionError(f"no line starting {prefix!r}:\n{''.join(self.lines)}{''.join(self.error_lines)}")
+
+    def finish(self, timeout=600):
+        import signal
+
+        try:
+            self.proc.wait(timeout)
+        finally:
+            if self.proc.poll() is None:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        for reader in self._readers:
+            reader.join(10)
+        self.stdout, self.stderr = "".join(self.lines), "".join(self.error_lines)
+        return self

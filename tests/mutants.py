@@ -35,6 +35,8 @@ class Mutant:
 
 LEARNING = "tests/test_learning.py"
 LOSSES = "tests/test_train_losses.py"
+PARITY_TRAINING = "tests/test_parity_training.py"
+SIGNALS = "tests/test_signals.py"
 
 MUTANTS = [
     Mutant("gradient ascent", "googlenet_jax/training/steps.py",
@@ -76,11 +78,18 @@ MUTANTS = [
            "    warmup = lambda step: peak * jnp.maximum(step - 1, 0) / warmup_steps  # noqa: E731\n",
            (LEARNING,)),
     Mutant("LARS trust ratio on biases and BatchNorm", "googlenet_jax/training/optim.py",
-           "trust_ratio_mask=weight_decay_mask", "trust_ratio_mask=True",
+           "trust_ratio_mask=kernel_mask", "trust_ratio_mask=True",
            (f"{LOSSES}::test_lars_update_equals_the_trust_ratio_by_hand",)),
     Mutant("gradient clipping skipped", "googlenet_jax/training/optim.py",
            "    if opt.grad_clip_norm > 0:\n", "    if opt.grad_clip_norm < 0:\n",
            (f"{LEARNING}::test_gradient_clipping_scales_the_global_norm_down_to_the_limit",)),
+    Mutant("weight_decay_params ignored", "googlenet_jax/training/optim.py",
+           "functools.partial(weight_decay_mask, which=opt.weight_decay_params)",
+           'functools.partial(weight_decay_mask, which="kernels")',
+           (f"{PARITY_TRAINING}::test_lars_clipping_nesterov_and_the_polyak_average_map_onto_torch",)),
+    Mutant("unbiased running variance left biased", "googlenet_jax/model/network.py",
+           "new_var + (new_var - self.bn.momentum * old_var) / (count - 1)", "new_var",
+           (f"{PARITY_TRAINING}::test_unbiased_running_variance_is_torchs_rule",)),
     Mutant("BatchNorm momentum as in torch", "googlenet_jax/model/network.py",
            "nn.BatchNorm(momentum=0.9,", "nn.BatchNorm(momentum=0.1,",
            ("tests/test_parity.py::test_train_mode_logits_and_aux_logits_match_reference",)),
@@ -99,6 +108,16 @@ MUTANTS = [
     Mutant("JPEG decoded with the fast IDCT", "googlenet_jax/data/preprocess.py",
            'JPEG_DCT_METHOD = "INTEGER_ACCURATE"', 'JPEG_DCT_METHOD = "INTEGER_FAST"',
            ("tests/test_data_preprocess.py",)),
+    Mutant("SIGINT exits as SIGTERM", "googlenet_jax/training/preemption.py",
+           "return 128 + int(self.signal or signal.SIGTERM)", "return 128 + int(signal.SIGTERM)",
+           (f"{SIGNALS}::test_ctrl_c_saves_the_step_in_flight_and_exits_130",)),
+    Mutant("second Ctrl-C interrupts the save", "googlenet_jax/training/preemption.py",
+           "        else:\n            self._log(",
+           "        else:\n            raise KeyboardInterrupt\n            self._log(",
+           (f"{SIGNALS}::test_a_second_ctrl_c_while_saving_is_reported_and_the_save_completes",)),
+    Mutant("launcher keeps signals to itself", "googlenet_jax/training/launcher.py",
+           "p.send_signal(signum)", "pass",
+           (f"{SIGNALS}::test_the_launcher_forwards_sigterm_and_exits_with_the_status_of_its_child",)),
 ]
 
 

@@ -19,7 +19,7 @@ import pytest
 
 pytest.importorskip("libtpu", reason="libtpu (requirements-dev.txt) compiles for TPUs; Linux x86-64 only")
 
-from googlenet_jax import aot, parallel  # noqa: E402
+from googlenet_jax import aot, cli, parallel  # noqa: E402
 from googlenet_jax.model import ComputeForms  # noqa: E402
 from googlenet_jax.training import programs, steps, tpu_compile  # noqa: E402
 
@@ -32,7 +32,7 @@ NUM_CLASSES = 10  # configs/demo.py's
 
 
 def small_config(dtype: str):
-    return aot.load_config(str(REPO / "configs" / "demo.py"), [*SMALL, f"--config.model.dtype={dtype}"])
+    return cli.load_config(str(REPO / "configs" / "demo.py"), [*SMALL, f"--config.model.dtype={dtype}"], "aot")
 
 
 @pytest.fixture(scope="module")

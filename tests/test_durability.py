@@ -3,8 +3,9 @@ real orbax files.
 
 Every run trains the embedded digits at 32x32 on the 8 fake devices with one shared
 compilation cache (only the first run compiles). The reference is one uninterrupted 8-step
-run; the interrupted runs must end bit for bit where it ends: parameters, BatchNorm
-statistics, optimizer state and Polyak average.
+run (conftest's `digits_reference`, shared with tests/test_gcs.py); the interrupted runs must
+end bit for bit where it ends: parameters, BatchNorm statistics, optimizer state and Polyak
+average.
 """
 import json
 import os
@@ -21,15 +22,11 @@ import pytest
 
 from googlenet_jax.weights.files import restore_as_numpy
 
+from helpers import DIGITS_RUN as RUN
+from helpers import DIGITS_STEPS as STEPS
 from helpers import REPO
 
 pytestmark = pytest.mark.slow  # subprocesses and training runs
-
-STEPS = 8
-RUN = ["--config.image_size=32", "--config.batch_size=16", "--config.eval_batch_size=40",
-       "--config.log_every_steps=1", "--config.optimizer.schedule=constant",
-       "--config.optimizer.warmup_epochs=0", f"--config.num_train_steps={STEPS}",
-       "--config.ema_decay=0.9", "--config.keep_checkpoints=2"]
 
 
 class Run:
@@ -80,9 +77,10 @@ class Run:
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory, jax_cache):
+def env(tmp_path_factory, jax_cache, digits_reference):
     root = tmp_path_factory.mktemp("durability")
-    return {"cache_dir": jax_cache, "data_dir": root / "data", "root": root}
+    # The reference's data folder: the digits are prepared once.
+    return {"cache_dir": jax_cache, "data_dir": digits_reference["data_dir"], "root": root}
 
 
 def _run(env, workdir, *args, **kwargs):
@@ -90,12 +88,9 @@ def _run(env, workdir, *args, **kwargs):
 
 
 @pytest.fixture(scope="module")
-def reference(env):
-    """An uninterrupted run, checkpoints at 4 and 8."""
-    workdir = env["root"] / "reference"
-    run = _run(env, workdir, "--config.checkpoint_every_steps=4").finish()
-    assert run.proc.returncode == 0, run.stdout + run.stderr
-    return workdir
+def reference(digits_reference):
+    """An uninterrupted run, checkpoints at 4 and 8 (tests copy it before they change it)."""
+    return digits_reference["workdir"]
 
 
 def _state(workdir, step=STEPS):

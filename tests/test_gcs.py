@@ -3,8 +3,9 @@
 tools reading --weights gs://... and writing --out gs://....
 
 Every run trains the embedded digits at 32x32 on the 8 fake devices with the session's
-compilation cache. The independent reference is one uninterrupted run into a local folder:
-the runs on the emulator must end bit for bit where it ends. The test reads what the runs
+compilation cache. The independent reference is one uninterrupted run into a local folder
+(conftest's `digits_reference`, shared with tests/test_durability.py; it checkpoints every 4
+steps, these runs every 2): the runs on the emulator must end bit for bit where it ends. The test reads what the runs
 stored through the emulator's own API, never through the code under test.
 """
 import json
@@ -21,15 +22,12 @@ import pytest
 from googlenet_jax.weights.files import restore_as_numpy
 
 from gcs_emulator import GcsEmulator
-from helpers import REPO, photo
+from helpers import DIGITS_RUN, REPO, photo
+from helpers import DIGITS_STEPS as STEPS
 
 pytestmark = pytest.mark.slow  # subprocesses, training runs and an emulator
 
-STEPS = 8
-RUN = ["--config.image_size=32", "--config.batch_size=16", "--config.eval_batch_size=40",
-       "--config.log_every_steps=1", "--config.optimizer.schedule=constant",
-       "--config.optimizer.warmup_epochs=0", f"--config.num_train_steps={STEPS}",
-       "--config.ema_decay=0.9", "--config.keep_checkpoints=2", "--config.checkpoint_every_steps=2"]
+RUN = [*DIGITS_RUN, "--config.checkpoint_every_steps=2"]
 WORKDIR = "gs://bucket/run"
 CHECKPOINTS = f"{WORKDIR}/checkpoints"
 
@@ -42,12 +40,13 @@ def gcs():
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory, jax_cache, gcs):
+def env(tmp_path_factory, jax_cache, gcs, digits_reference):
     root = tmp_path_factory.mktemp("gcs")
     environment = dict(os.environ, **gcs.env, JAX_COMPILATION_CACHE_DIR=str(jax_cache),
                        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
                        JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
-    return {"environ": environment, "data_dir": root / "data", "root": root}
+    # The reference's data folder: the digits are prepared once.
+    return {"environ": environment, "data_dir": digits_reference["data_dir"], "root": root}
 
 
 def _start(env, command, name):
@@ -103,13 +102,9 @@ def _steps(gcs):
 
 
 @pytest.fixture(scope="module")
-def reference(env):
+def reference(digits_reference):
     """An uninterrupted run into a local folder."""
-    workdir = env["root"] / "reference"
-    code, out, err = _run(env, ["train.py", *RUN, f"--config.data_dir={env['data_dir']}", "--workdir", workdir],
-                          "reference")
-    assert code == 0, out + err
-    return workdir
+    return digits_reference["workdir"]
 
 
 def assert_same_final_state(gcs, reference, local_copy):

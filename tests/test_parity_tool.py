@@ -23,13 +23,7 @@ import helpers
 SIZE, BATCH = 48, 2  # every Inception map at least 3x3, so a changed pool window shows
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """At these tiny sizes torch's thread start-up and spinning cost more than its convolutions."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

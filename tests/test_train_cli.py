@@ -1,8 +1,9 @@
 """train.py end to end (a real subprocess, the real CLI) on the embedded digits at 32x32.
 
 Three short runs share one persistent compilation cache so that only the first compiles:
-  straight: 4 steps in one go;
-  first + resumed: 2 steps, then the same command with 4 steps in the same workdir.
+  straight: 8 steps in one go (conftest's `digits_reference`, which tests/test_durability.py
+    and tests/test_gcs.py run too: one run for the three files);
+  first + resumed: 4 steps, then the same command with 8 steps in the same workdir.
 Resuming must continue exactly: same data position, same dropout keys, same parameters.
 """
 import json
@@ -14,20 +15,18 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+from helpers import DIGITS_RUN, DIGITS_STEPS
+
 pytestmark = pytest.mark.slow  # subprocesses and training runs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN = os.path.join(REPO, "train.py")
-CHECKPOINT_EVERY = 2  # N: the resume test compares 2N straight steps with N + N
+CHECKPOINT_EVERY = 4  # N: the resume test compares 2N straight steps with N + N
+assert 2 * CHECKPOINT_EVERY == DIGITS_STEPS  # the straight run is `digits_reference`
 
 # Small and fast: 32x32 digits, 16 images per step = 2 per fake device, a constant learning
-# rate (so runs of different lengths compile the very same step).
-SMALL = [
-    "--config.image_size=32", "--config.batch_size=16", "--config.eval_batch_size=40",
-    f"--config.checkpoint_every_steps={CHECKPOINT_EVERY}", "--config.keep_checkpoints=2",
-    "--config.log_every_steps=1", "--config.optimizer.schedule=constant",
-    "--config.optimizer.warmup_epochs=0", "--config.ema_decay=0.9",
-]
+# rate (so runs of different lengths compile the very same step); keep_checkpoints=2.
+SMALL = [*DIGITS_RUN, f"--config.checkpoint_every_steps={CHECKPOINT_EVERY}"]
 
 
 def _train(*args, cache_dir, check=True):
@@ -43,18 +42,17 @@ def _train(*args, cache_dir, check=True):
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, jax_cache):
+def runs(tmp_path_factory, jax_cache, digits_reference):
     root = tmp_path_factory.mktemp("train_cli")
-    data = ["--config.data_dir", root / "data"]
+    (root / "straight").symlink_to(digits_reference["workdir"])
+    data = ["--config.data_dir", digits_reference["data_dir"]]
     common = dict(cache_dir=jax_cache)
     steps = 2 * CHECKPOINT_EVERY
-    straight = _train(*SMALL, *data, f"--config.num_train_steps={steps}",
-                      "--workdir", root / "straight", **common)
     first = _train(*SMALL, *data, f"--config.num_train_steps={CHECKPOINT_EVERY}",
                    "--workdir", root / "resumed", **common)
     resumed = _train(*SMALL, *data, f"--config.num_train_steps={steps}",
                      "--workdir", root / "resumed", **common)
-    return {"root": root, "straight": straight, "first": first, "resumed": resumed}
+    return {"root": root, "straight": digits_reference["proc"], "first": first, "resumed": resumed}
 
 
 def _params(workdir, step):
@@ -106,7 +104,7 @@ def test_writes_tensorboard_scalars(runs):
 
 def test_prints_progress_lines(runs):
     out = runs["straight"].stdout
-    assert "step 4/4" in out and "loss" in out and "ETA" in out
+    assert f"step {DIGITS_STEPS}/{DIGITS_STEPS}" in out and "loss" in out and "ETA" in out
     assert "held-out top1" in out
 
 

@@ -45,6 +45,9 @@ INCEPTION_TABLE = (
 )
 # Auxiliary heads read the outputs of these modules (aux1 on 4a, aux2 on 4d).
 AUX_TAPS = {"inception4a": "aux1", "inception4d": "aux2"}
+# How BatchNorm's running variance mixes in each batch: "biased" (Flax's rule, the batch's
+# biased variance) or "unbiased" (torch's: times n / (n - 1) for n values per channel).
+BN_RUNNING_VARS = ("biased", "unbiased")
 AUX_POOLED_SIZE = 4  # both variants' aux heads see a 4x4 map (fc1 takes 128 * 4 * 4)
 FEATURES_DIM = 1024  # inception5b's channels, globally pooled: the classifier's input
 # The sub-stages an Inception module records, named after its submodules ("pool" is the 3x3/1

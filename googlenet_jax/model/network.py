@@ -85,6 +85,7 @@ class ConvBlock(nn.Module):
     weight_init: Callable = arch.torchvision_weight_init
     bias_init: Callable = nn.initializers.zeros
     bn_axis_name: str | None = None
+    bn_running_var: str = "biased"
     dtype: Any = jnp.float32
     cpu_conv_gradients: bool = True
 
@@ -106,8 +107,28 @@ class ConvBlock(nn.Module):
         if bias is not None:
             y = y + bias
         if self.batch_norm:
+            unbiased = train and self.bn_running_var == "unbiased" and not self.is_initializing()
+            old_var = self.bn.get_variable("batch_stats", "var") if unbiased else None
+            y_count = y.size // y.shape[-1]  # values per channel in this device's batch
             y = self.bn(y, use_running_average=not train)
+            if unbiased:
+                self._unbias_running_var(old_var, y_count)
         return nn.relu(y)
+
+    def _unbias_running_var(self, old_var, count: int):
+        """torch's rule: the running variance mixes in the unbiased batch variance.
+
+        Flax stored new = m * old + (1 - m) * v with v the biased batch variance; torch's
+        m * old + (1 - m) * v * n / (n - 1) is new + (new - m * old) / (n - 1), which reads only
+        the two stored values: no second pass over the activations, and no rounding beyond a bit.
+        """
+        if self.bn_axis_name is not None:  # the statistics are over every device's shard
+            count = count * jax.lax.axis_size(self.bn_axis_name)
+        if count < 2:
+            return  # one value per channel has no unbiased variance (torch gives inf there)
+        new_var = self.bn.get_variable("batch_stats", "var")
+        self.bn.put_variable("batch_stats", "var",
+                             new_var + (new_var - self.bn.momentum * old_var) / (count - 1))
 
     def __call__(self, x, *, train: bool):
         kernel, bias = self.weights(x.shape[-1])
@@ -233,11 +254,14 @@ class GoogLeNet(nn.Module):
     aux_dropout_rate: float = 0.7
     dtype: Any = jnp.float32
     bn_axis_name: str | None = None
+    bn_running_var: str = "biased"  # "unbiased": torch's running-variance rule (BN_RUNNING_VARS)
     forms: ComputeForms = ComputeForms()
     freeze_up_to: str = ""
 
     def _check_input(self, x):
         arch.variant_spec(self.variant)
+        if self.bn_running_var not in arch.BN_RUNNING_VARS:
+            raise ValueError(f"bn_running_var must be one of {arch.BN_RUNNING_VARS}, got {self.bn_running_var!r}")
         if x.ndim != 4 or x.shape[-1] != 3:
             raise ValueError(f"GoogLeNet expects NHWC images of shape (N, H, W, 3), got shape {tuple(x.shape)}")
         smallest = arch.min_input_size(self.variant)
@@ -274,7 +298,8 @@ class GoogLeNet(nn.Module):
         conv = functools.partial(
             ConvBlock, batch_norm=spec.batch_norm, weight_init=spec.weight_init,
             bias_init=nn.initializers.constant(spec.conv_bias), bn_axis_name=self.bn_axis_name,
-            dtype=self.dtype, cpu_conv_gradients=self.forms.cpu_conv_gradients)
+            bn_running_var=self.bn_running_var, dtype=self.dtype,
+            cpu_conv_gradients=self.forms.cpu_conv_gradients)
         stages = {}  # stage name -> output, for capture
         order = arch.stage_names(self.variant, aux_logits=self.aux_logits)
         # Features-only calls stop after the last stage asked for.

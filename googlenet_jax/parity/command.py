@@ -14,6 +14,19 @@ randomised BatchNorm statistics.
 --train compares train mode (dropout off on both sides, so they are deterministic), including
 the BatchNorm running statistics after the step; --grads adds the gradient of
 CE(main) + 0.3 (CE(aux1) + CE(aux2)) for every parameter, on random fixed labels.
+
+    python -m googlenet_jax.parity --train_steps N [--config CONFIG] [--config.FIELD=VALUE ...]
+        [--batch_size B] [--image_size S] [--dtype float64] [--weights MODEL.pth]
+        [--images FILE...] [--save_run FILE.npz] [--plot FILE.png] [--json OUT]
+
+--train_steps N runs the same training in both: train.py's own step, optimizer and
+learning-rate schedule built from CONFIG (default configs/imagenet_torchvision.py), and
+torchvision's googlenet (or the Caffe port) trained by a plain torch loop with the same
+recipe, from the same weights on the same N batches (random normal images with random labels,
+or --images through the train-time preprocessing). It prints each step's loss on both sides,
+then compares every parameter, momentum buffer, BatchNorm running statistic (and the Polyak
+average) after the last step, and the eval-mode logits on a held-back batch, beside the drift
+of two correct torch runs whose learning rates differ in their last bits.
 """
 from __future__ import annotations
 
@@ -54,9 +67,26 @@ def parse_args(argv=None):
                         help="one relative tolerance for every row (default: by dtype and mode)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights and images")
     parser.add_argument("--json", metavar="OUT", help="also write the report as JSON to OUT")
-    args = parser.parse_args(argv)
+    training = parser.add_argument_group("training parity (--train_steps)")
+    training.add_argument("--train_steps", type=int, metavar="N",
+                          help="run N training steps in both frameworks and compare them step by step")
+    training.add_argument("--config", metavar="CONFIG",
+                          help="the training config whose recipe both sides follow (default "
+                               "configs/imagenet_torchvision.py); --config.FIELD=VALUE overrides a field")
+    training.add_argument("--batch_size", type=int, metavar="B",
+                          help="images per step (default: --random N's N, else 8)")
+    training.add_argument("--steps_per_epoch", type=float, metavar="K",
+                          help="what an epoch is to the config's schedule (warmup_epochs, decay_epochs); "
+                               "default N: the run is one epoch")
+    training.add_argument("--save_run", metavar="FILE.npz",
+                          help="the initial weights, batches, learning rates, our losses and final weights, "
+                               "in torch's names, to replay in your own torch trainer")
+    training.add_argument("--plot", metavar="FILE.png", help="the two loss curves and their relative difference")
+    args, rest = parser.parse_known_args(argv)
+    args.overrides = cli.config_overrides(parser, rest)
     parser.check_positive("--random", args.random)
     parser.check_positive("--image_size", args.image_size)
+    _check_training_args(parser, args)
     if args.tolerance is not None and not args.tolerance >= 0:
         parser.error(f"--tolerance must be a non-negative number, got {args.tolerance}")
     for flag, paths in (("--weights", [args.weights] if args.weights else []), ("--images", args.images or [])):
@@ -65,6 +95,33 @@ def parse_args(argv=None):
                 parser.error(f"{flag} {path}: no such file")
     parser.check_output_folder("--json", args.json)
     return args
+
+
+def _check_training_args(parser, args) -> None:
+    if args.train_steps is None:
+        used = [flag for flag, value in (("--config", args.config), ("--config.FIELD", args.overrides),
+                                         ("--save_run", args.save_run), ("--plot", args.plot),
+                                         ("--steps_per_epoch", args.steps_per_epoch)) if value]
+        if used:
+            parser.error(f"{used[0]} needs --train_steps N")
+        return
+    parser.check_positive("--train_steps", args.train_steps)
+    parser.check_positive("--batch_size", args.batch_size)
+    if args.random and args.batch_size and args.random != args.batch_size:
+        parser.error(f"--random {args.random} and --batch_size {args.batch_size}: with --train_steps "
+                     "--random N is the batch size; give one of them")
+    args.batch_size = args.batch_size or args.random or 8
+    if args.steps_per_epoch is not None and not args.steps_per_epoch > 0:
+        parser.error(f"--steps_per_epoch must be positive, got {args.steps_per_epoch}")
+    for flag in ("--train", "--grads", "--variant", "--transform_input"):
+        if getattr(args, flag[2:]):
+            parser.error(f"{flag} is not a --train_steps option (training parity trains; the config sets "
+                         "the variant and transform_input: --config.model.variant=..., "
+                         "--config.model.transform_input=true)")
+    if args.config and not os.path.isfile(args.config):
+        parser.error(f"--config {args.config}: no such file")
+    parser.check_output_folder("--save_run", args.save_run)
+    parser.check_output_folder("--plot", args.plot)
 
 
 def main(argv=None) -> int:
@@ -77,16 +134,39 @@ def main(argv=None) -> int:
         except ImportError as error:
             raise cli.UsageError(f"comparing with PyTorch needs torch and torchvision ({error}): "
                                  f"{TORCH_INSTALL}") from None
+        if args.train_steps:
+            return _train_parity(args)
         report = tool.run(args)
-        print(tool.header(report))
-        print()
-        print(report.table())
-        if args.json:
-            with open(args.json, "w") as f:
-                json.dump(report.to_json(), f, indent=2)
-        return cli.EXIT_OK if report.ok else cli.EXIT_CHECK_FAILED
+        return _print_report(report, tool.header(report), args.json)
 
     return cli.run("parity", body)
+
+
+def _print_report(report, header: str, json_path: str | None) -> int:
+    """Prints the header and table, writes the JSON; the exit status of the verdict."""
+    print(header)
+    print()
+    print(report.table())
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(report.to_json(), f, indent=2)
+    return cli.EXIT_OK if report.ok else cli.EXIT_CHECK_FAILED
+
+
+def _train_parity(args) -> int:
+    from googlenet_jax.parity import train_tool
+
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise cli.UsageError("--plot needs matplotlib: pip install matplotlib") from None
+    report = train_tool.run(args)
+    if args.save_run:
+        train_tool.save_run(report, args.save_run)
+    if args.plot:
+        train_tool.plot(report, args.plot)
+    return _print_report(report, train_tool.header(report), args.json)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import ClassVar
 
 import numpy as np
 
@@ -56,6 +57,7 @@ class ParityReport:
     rows: list[Row]
     notes: list[str] = dataclasses.field(default_factory=list)
     settings: dict = dataclasses.field(default_factory=dict)
+    section_titles: ClassVar[dict[str, str]] = SECTION_TITLES  # kind -> title, in table order
 
     @property
     def first_divergence(self) -> Row | None:
@@ -70,7 +72,7 @@ class ParityReport:
         """The text the command prints: one section per kind of row, then notes and the verdict."""
         first = self.first_divergence
         lines = []
-        for kind, title in SECTION_TITLES.items():
+        for kind, title in self.section_titles.items():
             rows = [row for row in self.rows if row.kind == kind]
             if not rows:
                 continue

@@ -70,7 +70,7 @@ def prepared(torch_module, dtype: str, train: bool):
     return net
 
 
-def _to_nchw(inputs: np.ndarray, dtype: str):
+def to_nchw(inputs: np.ndarray, dtype: str):
     return torch.from_numpy(np.ascontiguousarray(np.asarray(inputs, dtype).transpose(0, 3, 1, 2)))
 
 
@@ -84,7 +84,7 @@ def run(net, inputs, stages, train, grads, labels, aux_weight, loss_stages, dtyp
     outputs, handles = _record_outputs(net, stages, keep_graph=grads)
     bn_inputs, old_vars, bn_handles = _record_batch_norm_inputs(net) if train else ({}, {}, [])
     try:
-        net(_to_nchw(inputs, dtype))
+        net(to_nchw(inputs, dtype))
     finally:
         for handle in handles + bn_handles:
             handle.remove()

@@ -26,6 +26,8 @@ _CHOICES: Mapping[str, tuple[Any, ...]] = {
     "model.variant": tuple(architecture.VARIANTS),
     "model.dtype": COMPUTE_DTYPES,
     "optimizer.name": optim.OPTIMIZERS,
+    "optimizer.weight_decay_params": optim.WEIGHT_DECAY_PARAMS,
+    "model.bn_running_var": architecture.BN_RUNNING_VARS,
     "optimizer.schedule": optim.SCHEDULES,
     "parallel": parallel.KINDS,
     "nan_policy": nonfinite.POLICIES,

@@ -2,6 +2,7 @@
 frozen stages)."""
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any, Sequence
 
 import jax
@@ -13,6 +14,11 @@ if TYPE_CHECKING:  # configs are only read here; the model and steps run without
 
 SCHEDULES = ("cosine", "polynomial", "step", "constant")  # config.optimizer.schedule
 OPTIMIZERS = ("sgd", "lars")  # config.optimizer.name
+# config.optimizer.weight_decay_params: which parameters weight decay applies to.
+# "kernels": conv and dense kernels (ours); "all_but_batchnorm": kernels and biases, not the
+# BatchNorm scales and offsets (torchvision's reference `--norm-weight-decay 0`); "all":
+# every parameter (torch.optim.SGD on model.parameters(), the reference's default).
+WEIGHT_DECAY_PARAMS = ("kernels", "all_but_batchnorm", "all")
 
 
 def learning_rate(config: ml_collections.ConfigDict) -> float:
@@ -55,39 +61,52 @@ def _end_fraction(opt: ml_collections.ConfigDict, peak: float) -> float:
     return opt.end_learning_rate / peak if peak > 0 else 0.0
 
 
-def weight_decay_mask(params: Any) -> Any:
-    """True for the parameters that get weight decay: conv and dense kernels only.
-
-    Biases and BatchNorm scales/offsets (every parameter of rank 1) are not decayed.
-    """
+def kernel_mask(params: Any) -> Any:
+    """True for conv and dense kernels; False for biases and BatchNorm scales/offsets (every
+    parameter of rank 1)."""
     return jax.tree.map(lambda p: jnp.ndim(p) > 1, params)
+
+
+def weight_decay_mask(params: Any, which: str = "kernels") -> Any:
+    """True for the parameters that get weight decay (`which`: WEIGHT_DECAY_PARAMS)."""
+    if which == "kernels":
+        return kernel_mask(params)
+    if which == "all_but_batchnorm":  # a BatchNorm's parameters live under a module named "bn"
+        return jax.tree_util.tree_map_with_path(
+            lambda path, _: not any(getattr(key, "key", None) == "bn" for key in path), params)
+    if which == "all":
+        return jax.tree.map(lambda _: True, params)
+    raise ValueError(f"weight_decay_params must be one of {WEIGHT_DECAY_PARAMS}, got {which!r}")
 
 
 def create_optimizer(config: ml_collections.ConfigDict, learning_rate_fn: optax.Schedule, *,
                      frozen: Sequence[str] = ()) -> optax.GradientTransformation:
     """config.optimizer.name: "sgd" or "lars", after optional global-norm clipping.
 
-    "sgd": momentum SGD with coupled (L2, as in torch.optim.SGD) weight decay on kernels.
+    "sgd": momentum SGD with coupled (L2, as in torch.optim.SGD) weight decay on the
+    parameters `optimizer.weight_decay_params` names (kernels by default).
     "lars" (You et al. 2017, as optax.lars): the decayed gradient g + wd * w of each kernel is
     rescaled by the trust ratio trust_coefficient * |w| / |g + wd * w|, then scaled by the
-    learning rate and accumulated with momentum; biases and BatchNorm parameters get neither
-    weight decay nor a trust ratio (plain momentum SGD), as in large-batch ImageNet runs.
+    learning rate and accumulated with momentum; biases and BatchNorm parameters get no trust
+    ratio (plain momentum SGD), as in large-batch ImageNet runs, and weight decay only where
+    `weight_decay_params` says.
     `frozen` top-level modules (the stages of `config.freeze_up_to`) get no update at all, not
     even weight decay: optax.multi_transform sends them to set_to_zero.
     """
     opt = config.optimizer
+    decay_mask = functools.partial(weight_decay_mask, which=opt.weight_decay_params)
     parts = []
     if opt.grad_clip_norm > 0:
         parts.append(optax.clip_by_global_norm(opt.grad_clip_norm))
     if opt.name == "lars":
         parts.append(optax.lars(learning_rate_fn, weight_decay=opt.weight_decay,
-                                weight_decay_mask=weight_decay_mask,
+                                weight_decay_mask=decay_mask,
                                 trust_coefficient=opt.trust_coefficient,
-                                trust_ratio_mask=weight_decay_mask, momentum=opt.momentum,
+                                trust_ratio_mask=kernel_mask, momentum=opt.momentum,
                                 nesterov=opt.nesterov))
     else:
         if opt.weight_decay > 0:
-            parts.append(optax.add_decayed_weights(opt.weight_decay, mask=weight_decay_mask))
+            parts.append(optax.add_decayed_weights(opt.weight_decay, mask=decay_mask))
         parts.append(optax.sgd(learning_rate_fn, momentum=opt.momentum or None,
                                nesterov=opt.nesterov))
     tx = optax.chain(*parts)

@@ -30,7 +30,8 @@ def create_model(config: ml_collections.ConfigDict, *, num_classes: int,
         num_classes=num_classes, variant=config.model.variant, aux_logits=True,
         transform_input=config.model.transform_input, dropout_rate=config.model.dropout_rate,
         aux_dropout_rate=config.model.aux_dropout_rate, dtype=jnp.dtype(config.model.dtype),
-        bn_axis_name=bn_axis_name, freeze_up_to=config.freeze_up_to)
+        bn_axis_name=bn_axis_name, bn_running_var=config.model.bn_running_var,
+        freeze_up_to=config.freeze_up_to)
 
 
 def num_train_steps(config: ml_collections.ConfigDict, steps_per_epoch: float) -> int:

@@ -1,0 +1,120 @@
+"""Ctrl-C, a second signal while saving, and signals through the launcher: real train.py
+processes, real signals, real orbax files.
+
+Every run trains the embedded digits at 32x32 with helpers.DIGITS_RUN (tests/test_durability.py's
+flags) and the session's compilation cache, so the steps compile once for both files. That a
+saved checkpoint is complete is judged by torchvision itself: its googlenet must accept the saved
+weights, converted to its layout, with a strict load_state_dict.
+"""
+import os
+import re
+import signal
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from googlenet_jax import convert
+from googlenet_jax.weights.files import restore_as_numpy
+
+from helpers import DIGITS_RUN, DIGITS_STEPS, BackgroundCommand
+
+pytestmark = pytest.mark.slow  # subprocesses and training runs
+
+STEPS = DIGITS_STEPS
+RUN = [*DIGITS_RUN, "--config.checkpoint_every_steps=100"]  # so every checkpoint here is a preemption's
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("signals_data")
+
+
+def _train(workdir, data_dir, cache_dir, launcher=()):
+    return BackgroundCommand([*launcher, "train.py", *RUN, f"--config.data_dir={data_dir}",
+                              "--workdir", workdir], cache_dir=cache_dir)
+
+
+def _saved_steps(workdir):
+    return sorted(int(n) for n in os.listdir(workdir / "checkpoints") if n.isdigit())
+
+
+def _assert_complete_checkpoint(workdir, step):
+    """The step's TrainState reads back whole and torchvision accepts its weights (strict)."""
+    import torch
+    from torchvision.models import googlenet
+
+    state = restore_as_numpy(f"{workdir}/checkpoints/{step}/default")
+    assert int(state["step"]) == step
+    for part in ("params", "batch_stats", "opt_state", "ema_params"):
+        leaves = [np.asarray(x) for x in jax.tree.leaves(state[part])]
+        assert leaves and all(np.isfinite(x).all() for x in leaves), part
+    net = googlenet(weights=None, num_classes=10, aux_logits=True, init_weights=False)
+    state_dict = convert.flax_to_torchvision({"params": state["params"], "batch_stats": state["batch_stats"]})
+    net.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state_dict.items()},
+                        strict=True)
+    assert not [n for n in os.listdir(workdir / "checkpoints") if not n.isdigit()]  # no partial save left
+
+
+def _stopped_line(stdout, signame, workdir):
+    """The one line train.py ends with after a preemption save; returns the saved step."""
+    pattern = (rf"train\.py: stopped by {signame}: saved step (\d+) to {re.escape(str(workdir / 'checkpoints'))} "
+               r"in [0-9.]+s; run the same command to resume")
+    lines = [m for m in (re.fullmatch(pattern, line) for line in stdout.splitlines()) if m]
+    assert len(lines) == 1, stdout
+    return int(lines[0].group(1))
+
+
+def test_ctrl_c_saves_the_step_in_flight_and_exits_130(tmp_path, data_dir, jax_cache):
+    workdir = tmp_path / "workdir"
+    run = _train(workdir, data_dir, jax_cache)
+    run.wait_for("step 2/8")
+    run.proc.send_signal(signal.SIGINT)
+    run.finish()
+    assert run.proc.returncode == 130, run.stdout + run.stderr
+    assert "received SIGINT: finishing this step, then saving a checkpoint and exiting" in run.stdout
+    step = _stopped_line(run.stdout, "SIGINT", workdir)
+    assert 2 <= step < STEPS and _saved_steps(workdir) == [step]
+    assert "Traceback" not in run.stderr and "KeyboardInterrupt" not in run.stderr
+    _assert_complete_checkpoint(workdir, step)
+
+
+def test_a_second_ctrl_c_while_saving_is_reported_and_the_save_completes(tmp_path, data_dir, jax_cache):
+    workdir = tmp_path / "workdir"
+    folder = workdir / "checkpoints"
+    run = _train(workdir, data_dir, jax_cache)
+    run.wait_for("step 2/8")
+    run.proc.send_signal(signal.SIGINT)
+    # The second Ctrl-C lands while orbax writes the step: its temporary folder is there.
+    saving = False
+    deadline = time.time() + 300
+    while not saving and time.time() < deadline and run.proc.poll() is None:
+        saving = folder.exists() and any(".orbax-checkpoint-tmp" in n for n in os.listdir(folder))
+        time.sleep(0.002)
+    assert saving, "never saw the preemption save in progress"
+    run.proc.send_signal(signal.SIGINT)
+    run.finish()
+    assert run.proc.returncode == 130, run.stdout + run.stderr
+    assert "received SIGINT again: still saving the checkpoint, please wait" in run.stdout
+    step = _stopped_line(run.stdout, "SIGINT", workdir)
+    assert _saved_steps(workdir) == [step]
+    assert "Traceback" not in run.stderr and "KeyboardInterrupt" not in run.stderr
+    _assert_complete_checkpoint(workdir, step)
+
+
+def test_the_launcher_forwards_sigterm_and_exits_with_the_status_of_its_child(tmp_path, data_dir, jax_cache):
+    """One process under the launcher joins jax.distributed, so it stops through JAX's own
+    SIGTERM handler and preemption sync point (training/preemption.py's multi-process path)."""
+    workdir = tmp_path / "workdir"
+    run = _train(workdir, data_dir, jax_cache,
+                 launcher=["-m", "googlenet_jax.launch", "--num_processes", "1", "--", sys.executable])
+    run.wait_for("step 2/8")
+    os.kill(run.proc.pid, signal.SIGTERM)  # the launcher alone: its child hears it from the launcher
+    run.finish()
+    assert run.proc.returncode == 128 + signal.SIGTERM, run.stdout + run.stderr
+    step = _stopped_line(run.stdout, "SIGTERM", workdir)
+    assert 2 <= step < STEPS and _saved_steps(workdir) == [step]
+    assert "launch:" not in run.stderr and "Traceback" not in run.stderr  # no child failure reported
+    _assert_complete_checkpoint(workdir, step)
