@@ -16,7 +16,7 @@ import torch
 import torchvision
 
 from googlenet_jax.model.network import ConvBlock
-from googlenet_jax.parity import command, train_tool
+from googlenet_jax.parity import command, train_report, train_tool
 from googlenet_jax.weights import torch_layout
 
 import helpers
@@ -50,8 +50,8 @@ def float64_run(our_side, tmp_path_factory):
     out = tmp_path_factory.mktemp("train_parity")
     paths = {"npz": out / "run.npz", "png": out / "loss.png"}
     report = train_tool.compare(our_side)
-    train_tool.save_run(report, str(paths["npz"]))
-    train_tool.plot(report, str(paths["png"]))
+    train_report.save_run(report, str(paths["npz"]))
+    train_report.plot(report, str(paths["png"]))
     return json.loads(json.dumps(report.to_json())), paths
 
 

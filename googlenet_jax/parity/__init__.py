@@ -7,6 +7,8 @@
     references    the torch references with random or given weights (torchvision, Caffe port)
     caffe_torch   BVLC Caffe's bvlc_googlenet in plain torch.nn (the paper variant's reference)
     tool, command `python -m googlenet_jax.parity`
+    train_*       `--train_steps`: the same training run in both (recipe mapping, our side, the
+                  torch loop, the comparison, its report)
 
 The only part of the package that imports torch. `from googlenet_jax import parity` is light;
 `parity.compare`, `parity.DEFAULT_STAGES`, ... load torch on first use.

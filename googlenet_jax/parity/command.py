@@ -36,6 +36,7 @@ import sys
 
 from googlenet_jax import cli
 from googlenet_jax.model import architecture
+from googlenet_jax.parity import train_args
 from googlenet_jax.parity.report import TOLERANCES
 from googlenet_jax.weights.torch_layout import TORCH_INSTALL
 
@@ -54,8 +55,9 @@ def parse_args(argv=None):
                         help="images, preprocessed by the eval path (resize, center crop, the variant's normalisation)")
     inputs.add_argument("--random", type=int, metavar="N", help="N random normal images (default 2)")
     parser.add_argument("--image_size", type=int, default=224, metavar="S", help="square input side (default 224)")
-    parser.add_argument("--dtype", choices=sorted(TOLERANCES), default="float32",
-                        help="compute dtype of both sides (default float32; in float64 they agree to ~1e-12)")
+    parser.add_argument("--dtype", choices=sorted(TOLERANCES),
+                        help="compute dtype of both sides (default float32, float64 with --train_steps: "
+                             "the exact verdict; in float64 a forward pass agrees to ~1e-12)")
     parser.add_argument("--train", action="store_true",
                         help="train mode (dropout off), with BatchNorm running statistics")
     parser.add_argument("--grads", action="store_true",
@@ -67,26 +69,12 @@ def parse_args(argv=None):
                         help="one relative tolerance for every row (default: by dtype and mode)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights and images")
     parser.add_argument("--json", metavar="OUT", help="also write the report as JSON to OUT")
-    training = parser.add_argument_group("training parity (--train_steps)")
-    training.add_argument("--train_steps", type=int, metavar="N",
-                          help="run N training steps in both frameworks and compare them step by step")
-    training.add_argument("--config", metavar="CONFIG",
-                          help="the training config whose recipe both sides follow (default "
-                               "configs/imagenet_torchvision.py); --config.FIELD=VALUE overrides a field")
-    training.add_argument("--batch_size", type=int, metavar="B",
-                          help="images per step (default: --random N's N, else 8)")
-    training.add_argument("--steps_per_epoch", type=float, metavar="K",
-                          help="what an epoch is to the config's schedule (warmup_epochs, decay_epochs); "
-                               "default N: the run is one epoch")
-    training.add_argument("--save_run", metavar="FILE.npz",
-                          help="the initial weights, batches, learning rates, our losses and final weights, "
-                               "in torch's names, to replay in your own torch trainer")
-    training.add_argument("--plot", metavar="FILE.png", help="the two loss curves and their relative difference")
+    train_args.add_arguments(parser)
     args, rest = parser.parse_known_args(argv)
     args.overrides = cli.config_overrides(parser, rest)
     parser.check_positive("--random", args.random)
     parser.check_positive("--image_size", args.image_size)
-    _check_training_args(parser, args)
+    train_args.check(parser, args)
     if args.tolerance is not None and not args.tolerance >= 0:
         parser.error(f"--tolerance must be a non-negative number, got {args.tolerance}")
     for flag, paths in (("--weights", [args.weights] if args.weights else []), ("--images", args.images or [])):
@@ -95,33 +83,6 @@ def parse_args(argv=None):
                 parser.error(f"{flag} {path}: no such file")
     parser.check_output_folder("--json", args.json)
     return args
-
-
-def _check_training_args(parser, args) -> None:
-    if args.train_steps is None:
-        used = [flag for flag, value in (("--config", args.config), ("--config.FIELD", args.overrides),
-                                         ("--save_run", args.save_run), ("--plot", args.plot),
-                                         ("--steps_per_epoch", args.steps_per_epoch)) if value]
-        if used:
-            parser.error(f"{used[0]} needs --train_steps N")
-        return
-    parser.check_positive("--train_steps", args.train_steps)
-    parser.check_positive("--batch_size", args.batch_size)
-    if args.random and args.batch_size and args.random != args.batch_size:
-        parser.error(f"--random {args.random} and --batch_size {args.batch_size}: with --train_steps "
-                     "--random N is the batch size; give one of them")
-    args.batch_size = args.batch_size or args.random or 8
-    if args.steps_per_epoch is not None and not args.steps_per_epoch > 0:
-        parser.error(f"--steps_per_epoch must be positive, got {args.steps_per_epoch}")
-    for flag in ("--train", "--grads", "--variant", "--transform_input"):
-        if getattr(args, flag[2:]):
-            parser.error(f"{flag} is not a --train_steps option (training parity trains; the config sets "
-                         "the variant and transform_input: --config.model.variant=..., "
-                         "--config.model.transform_input=true)")
-    if args.config and not os.path.isfile(args.config):
-        parser.error(f"--config {args.config}: no such file")
-    parser.check_output_folder("--save_run", args.save_run)
-    parser.check_output_folder("--plot", args.plot)
 
 
 def main(argv=None) -> int:
@@ -154,7 +115,7 @@ def _print_report(report, header: str, json_path: str | None) -> int:
 
 
 def _train_parity(args) -> int:
-    from googlenet_jax.parity import train_tool
+    from googlenet_jax.parity import train_report, train_tool
 
     if args.plot:
         try:
@@ -163,10 +124,10 @@ def _train_parity(args) -> int:
             raise cli.UsageError("--plot needs matplotlib: pip install matplotlib") from None
     report = train_tool.run(args)
     if args.save_run:
-        train_tool.save_run(report, args.save_run)
+        train_report.save_run(report, args.save_run)
     if args.plot:
-        train_tool.plot(report, args.plot)
-    return _print_report(report, train_tool.header(report), args.json)
+        train_report.plot(report, args.plot)
+    return _print_report(report, train_report.header(report), args.json)
 
 
 if __name__ == "__main__":

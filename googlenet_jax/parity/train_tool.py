@@ -1,7 +1,7 @@
 """What `python -m googlenet_jax.parity --train_steps N` runs: the same training run in torch and in
 ours, from the same weights on the same batches, and the report comparing them step by step.
 
-    report = run(args)                       # TrainParityReport (a ParityReport with per-step data)
+    report = run(args)                       # train_report.TrainParityReport
     side = train_our_side(args)              # our run, once; then the torch side, any number of times:
     compare(side, edit_recipe=f)             # f(TorchRecipe) -> TorchRecipe: a deliberate difference
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable
 
 import jax
 import numpy as np
@@ -23,8 +23,9 @@ from googlenet_jax import cli
 from googlenet_jax.cli import UsageError
 from googlenet_jax.model import architecture
 from googlenet_jax.parity import flax_side, references, train_ours, train_torch
-from googlenet_jax.parity.report import ParityReport, compare_arrays
+from googlenet_jax.parity.report import compare_arrays
 from googlenet_jax.parity.train_recipe import TorchRecipe, check_mappable, torch_recipe
+from googlenet_jax.parity.train_report import TrainParityReport, rel_error
 from googlenet_jax.training import optim
 from googlenet_jax.weights import torch_layout
 
@@ -47,50 +48,6 @@ BASELINE_FACTOR = {"float64": 0.0, "float32": 100.0}
 # The baseline run's learning rates are ours times (1 + this): a change in their last bits.
 BASELINE_PERTURBATION = {"float64": 1e-13, "float32": 1e-6}
 IMAGES_SEED_OFFSET = 1_000  # random images come from seed + this, the labels from seed
-
-
-# The report's sections, in the order of its rows.
-SECTIONS = {"step loss": "steps", "parameter after the first update": "parameters_after_first_update",
-            "parameter": "parameters", "momentum buffer": "momentum_buffers",
-            "running statistic": "running_statistics", "Polyak average": "polyak_average",
-            "eval logits": "eval_logits"}
-
-
-@dataclasses.dataclass
-class TrainParityReport(ParityReport):
-    """Rows in SECTIONS order; `steps`: the per-step series (the plot's); `replay`: what --save_run writes."""
-
-    section_titles: ClassVar[dict[str, str]] = {
-        "step loss": "training loss of each step, before its update (both losses, the learning rate and the "
-                     "baseline's drift in the notes)",
-        "parameter after the first update": "parameters after the first step with a learning rate > 0 (only the "
-                                            "recipes act there)",
-        "parameter": "parameters after the last step (torch state_dict names)",
-        "momentum buffer": "momentum buffers after the last step",
-        "running statistic": "BatchNorm running statistics after the last step",
-        "Polyak average": "Polyak average of the parameters after the last step",
-        "eval logits": "eval-mode logits of the trained models",
-    }
-
-    steps: dict = dataclasses.field(default_factory=dict)
-    replay: dict = dataclasses.field(default_factory=dict)
-
-    def to_json(self) -> dict:
-        """{"settings", "steps": [{"step", "learning_rate", "jax_loss", "torch_loss", "rel_error",
-        "baseline_rel_error", "ok"}], "parameters_after_first_update", "parameters", "momentum_buffers",
-        "running_statistics", "polyak_average", "eval_logits" (rows: name, shape, rel_error,
-        max_abs_error, tolerance, ok), "notes", "first_divergence", "first_divergence_kind", "verdict"}."""
-        base = super().to_json()
-        s = self.steps
-        step_rows = [row for row in self.rows if row.kind == "step loss"]
-        per_step = [{"step": i + 1, "learning_rate": s["learning_rates"][i], "jax_loss": s["jax_losses"][i],
-                     "torch_loss": s["torch_losses"][i], "rel_error": row.to_json()["rel_error"],
-                     "baseline_rel_error": _rel(s["baseline_losses"][i], s["torch_losses"][i]), "ok": row.ok}
-                    for i, row in enumerate(step_rows)]
-        sections = {key: [row.to_json() for row in self.rows if row.kind == kind]
-                    for kind, key in SECTIONS.items() if kind != "step loss"}
-        return {"settings": self.settings, "steps": per_step, **sections,
-                **{key: base[key] for key in ("notes", "first_divergence", "first_divergence_kind", "verdict")}}
 
 
 def _config(args):
@@ -271,9 +228,9 @@ def _report(ours, theirs, baseline, logits, init_variables, tolerances, factor: 
 
     drift_so_far = 0.0  # per step: the largest baseline drift up to that step (it fluctuates)
     for step, (lr, a, b, c) in enumerate(zip(ours.learning_rates, ours.losses, theirs.losses, baseline.losses), 1):
-        drift_so_far = max(drift_so_far, _rel(c, b))
+        drift_so_far = max(drift_so_far, rel_error(c, b))
         rows.append(row("step loss", f"step {step}", a, b, drift_so_far,
-                        note=f"ours {a:.10g}, torch {b:.10g}, lr {lr:.6g}; baseline {_rel(c, b):.1e}"))
+                        note=f"ours {a:.10g}, torch {b:.10g}, lr {lr:.6g}; baseline {rel_error(c, b):.1e}"))
     our_final = torch_layout.variables_to_state_dict(ours.variables, return_numpy=True)
     params = parameter_names(init_variables)
     # After the first update only the recipes act (same weights, same batches, same gradients up
@@ -284,26 +241,29 @@ def _report(ours, theirs, baseline, logits, init_variables, tolerances, factor: 
         base_first = baseline.first_update[1] if baseline.first_update else their_params
         note = "" if our_step == their_step else f"ours after step {our_step}, torch after step {their_step}"
         rows += [row("parameter after the first update", name, our_first[name], their_params[name],
-                     _rel(base_first[name], their_params[name]), note) for name in params]
+                     rel_error(base_first[name], their_params[name]), note) for name in params]
     rows += [row("parameter", name, our_final[name], theirs.state_dict[name],
-                 _rel(baseline.state_dict[name], theirs.state_dict[name])) for name in params]
+                 rel_error(baseline.state_dict[name], theirs.state_dict[name])) for name in params]
     if ours.momentum is not None or theirs.momentum:
         our_momentum = _as_torch_names(ours.momentum, ours.variables) if ours.momentum is not None else {}
         missing = np.zeros(0)
         rows += [row("momentum buffer", name, our_momentum.get(name, missing), theirs.momentum.get(name, missing),
-                     _rel(baseline.momentum.get(name, missing), theirs.momentum.get(name, missing)))
+                     rel_error(baseline.momentum.get(name, missing), theirs.momentum.get(name, missing)))
                  for name in params]
     rows += [row("running statistic", name, our_final[name], theirs.state_dict[name],
-                 _rel(baseline.state_dict[name], theirs.state_dict[name]))
+                 rel_error(baseline.state_dict[name], theirs.state_dict[name]))
              for name in our_final if name.endswith(("running_mean", "running_var"))]
     if ours.ema or theirs.ema:
         our_ema = _as_torch_names(ours.ema, ours.variables)
         rows += [row("Polyak average", name, our_ema[name], theirs.ema[name],
-                     _rel(baseline.ema[name], theirs.ema[name])) for name in params]
+                     rel_error(baseline.ema[name], theirs.ema[name])) for name in params]
     our_logits, their_logits, baseline_logits = logits
-    rows.append(row("eval logits", "held-back batch", our_logits, their_logits, _rel(baseline_logits, their_logits)))
+    rows.append(row("eval logits", "held-back batch", our_logits, their_logits,
+                    rel_error(baseline_logits, their_logits)))
     statistics = [n for n in theirs.state_dict if n.endswith(("running_mean", "running_var"))]
-    worst = lambda a, b, names: max((_rel(a[n], b[n]) for n in names if n in a and n in b), default=0.0)  # noqa: E731
+    def worst(a, b, names):
+        return max((rel_error(a[n], b[n]) for n in names if n in a and n in b), default=0.0)
+
     notes = [
         "relative error = ||ours - torch|| / ||torch||; per step: the training loss before the step's "
         f"update; baseline: the same torch run with every learning rate x (1 + "
@@ -325,15 +285,6 @@ def _report(ours, theirs, baseline, logits, init_variables, tolerances, factor: 
     return TrainParityReport(rows, notes, {}, steps=steps)
 
 
-def _rel(a, b) -> float:
-    """||a - b|| / ||b|| (inf for different shapes)."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if a.shape != b.shape:
-        return float("inf")
-    scale = np.linalg.norm(b)
-    return float(np.linalg.norm(a - b) / scale) if scale else float(np.linalg.norm(a - b))
-
-
 def _as_torch_names(tree, variables) -> dict[str, np.ndarray]:
     """A params-shaped tree (momentum, EMA) in torch's names and layouts."""
     return torch_layout.variables_to_state_dict({**variables, "params": tree}, return_numpy=True)
@@ -350,69 +301,3 @@ def _recipe_text(recipe: TorchRecipe, num_params: int) -> str:
         parts.append(f"gradient clipping at global norm {recipe.grad_clip_norm:g}")
     parts.append(f"Polyak average {recipe.ema_decay:g}" if recipe.ema_decay else "no Polyak average")
     return ", ".join(parts)
-
-
-def header(report: TrainParityReport) -> str:
-    s = report.settings
-    return "\n".join([
-        f"GoogLeNet training parity, {s['variant']} variant: train.py's step (Flax) against {s['reference']} "
-        "trained by a torch loop",
-        f"config: {s['config']}" + (f" {' '.join(s['overrides'])}" if s["overrides"] else ""),
-        f"{s['train_steps']} steps of batch {s['batch_size']}, {s['dtype']}; weights: {s['weights']}",
-        f"inputs: {s['inputs']}",
-        f"recipe: {s['recipe']}",
-    ])
-
-
-def save_run(report: TrainParityReport, path: str) -> None:
-    """The replay file (DESIGN.md's --save_run keys): a user's own torch trainer can rerun it."""
-    saved = report.replay
-    recipe: TorchRecipe = saved["recipe"]
-    arrays = {f"init/{k}": v for k, v in torch_layout.variables_to_state_dict(
-        saved["variables"], return_numpy=True).items()}
-    arrays.update({f"final/{k}": v for k, v in torch_layout.variables_to_state_dict(
-        saved["ours"].variables, return_numpy=True).items()})
-    config = saved["config"]
-    arrays.update(
-        images=saved["images"], labels=saved["labels"], learning_rates=np.asarray(saved["ours"].learning_rates),
-        jax_losses=np.asarray(saved["ours"].losses), decayed=np.asarray(sorted(recipe.decayed)),
-        momentum=recipe.momentum, nesterov=recipe.nesterov, weight_decay=recipe.weight_decay,
-        label_smoothing=recipe.label_smoothing, aux_weight=recipe.aux_weight,
-        transform_input=bool(config.model.transform_input), variant=config.model.variant,
-        optimizer=recipe.optimizer, grad_clip_norm=recipe.grad_clip_norm, ema_decay=recipe.ema_decay,
-        bn_running_var=recipe.bn_running_var)
-    with open(path, "wb") as f:
-        np.savez(f, **arrays)
-
-
-def plot(report: TrainParityReport, path: str) -> None:
-    """The two loss curves, and the per-step relative difference beside the baseline (log scale)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import matplotlib.ticker
-
-    s, steps = report.settings, report.steps
-    x = np.arange(1, len(steps["jax_losses"]) + 1)
-    theirs = np.asarray(steps["torch_losses"])
-    ours_diff = np.abs(np.asarray(steps["jax_losses"]) - theirs) / np.abs(theirs)
-    baseline_diff = np.abs(np.asarray(steps["baseline_losses"]) - theirs) / np.abs(theirs)
-    floor = np.finfo(np.float64 if s["dtype"] == "float64" else np.float32).eps / 2  # log scale: no zeros
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
-    top.plot(x, steps["jax_losses"], "o-", label="ours (Flax)")
-    top.plot(x, theirs, "x--", label="torch")
-    top.set_ylabel("training loss")
-    top.legend()
-    top.set_title(f"{s['variant']}, {s['dtype']}, batch {s['batch_size']}, {s['image_size']}x{s['image_size']}")
-    bottom.semilogy(x, np.maximum(ours_diff, floor), "o-", label="|ours - torch| / |torch|")
-    bottom.semilogy(x, np.maximum(baseline_diff, floor), "x--", label="baseline: torch, learning rates perturbed")
-    tolerance = s["tolerances"]["step loss"]
-    bottom.axhline(tolerance, color="red", linewidth=1, label=f"tolerance {tolerance:g}")
-    bottom.set_xlabel("step")
-    bottom.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-    bottom.set_ylabel("relative difference of the loss")
-    bottom.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
