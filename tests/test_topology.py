@@ -15,7 +15,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from ml_collections import ConfigDict
 
 from googlenet_jax import parallel
 from googlenet_jax.model import INCEPTION_TABLE, ConvBlock, Inception
@@ -23,15 +22,14 @@ from googlenet_jax.training import optim
 from googlenet_jax.training.checkpointing import Checkpointer
 from googlenet_jax.training.train_state import create_train_state
 
+import helpers
+
 
 @pytest.fixture(scope="module")
 def state():
     """An Inception-module TrainState with momentum, a Polyak average and random values."""
-    config = ConfigDict({"batch_size": 8, "optimizer": {
-        "name": "sgd", "learning_rate": 0.1, "lr_reference_batch_size": 256, "schedule": "constant",
-        "warmup_epochs": 0.0,
-        "decay_epochs": 1.0, "decay_factor": 0.9, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-4,
-        "grad_clip_norm": 0.0}})
+    config = helpers.optimizer_config(batch_size=8, schedule="constant", warmup_epochs=0.0, momentum=0.9,
+                                      nesterov=True, weight_decay=1e-4)
     tx = optim.create_optimizer(config, optim.create_learning_rate_fn(config, 10, 100))
     name, channels = INCEPTION_TABLE[0]
     module = Inception(channels, conv_block=functools.partial(ConvBlock, batch_norm=True), name=name)
