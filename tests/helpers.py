@@ -186,15 +186,18 @@ class BackgroundCommand:
     signal a running command. `finish` waits and kills the whole group if it is still there."""
 
     def __init__(self, args, *, cache_dir=None):
+        self._start([sys.executable, "-u", *map(str, args)], cache_dir)
+
+    def _start(self, command, cache_dir):
+        """Starts `command` (a full argv) with the session's environment and `cache_dir`."""
         import threading
 
         env = dict(os.environ)  # keeps the 8 fake devices
         if cache_dir is not None:
             env.update(JAX_COMPILATION_CACHE_DIR=str(cache_dir), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
                        JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
-        self.proc = subprocess.Popen([sys.executable, "-u", *map(str, args)], cwd=REPO, env=env,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, start_new_session=True)
         self.lines, self.error_lines = [], []
         self._readers = [threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True),
                          threading.Thread(target=lambda: self.error_lines.extend(self.proc.stderr), daemon=True)]

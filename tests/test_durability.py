@@ -11,9 +11,7 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
-import threading
 import time
 
 import jax
@@ -22,54 +20,26 @@ import pytest
 
 from googlenet_jax.weights.files import restore_as_numpy
 
+import helpers
 from helpers import DIGITS_RUN as RUN
 from helpers import DIGITS_STEPS as STEPS
-from helpers import REPO
 
 pytestmark = pytest.mark.slow  # subprocesses and training runs
 
 
-class Run:
-    """A train.py subprocess whose stdout and stderr are collected line by line on threads (a
-    pipe nobody reads fills up and blocks the child)."""
+class Run(helpers.BackgroundCommand):
+    """A train.py subprocess with the runs' flags, its output collected as the command runs."""
 
     def __init__(self, workdir, *args, cache_dir, data_dir, max_file_mb=None):
-        env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(cache_dir),
-                   JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-                   JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
         command = [sys.executable, "train.py", *RUN, f"--config.data_dir={data_dir}", *map(str, args),
                    "--workdir", str(workdir)]
         if max_file_mb:  # no file may grow past this: writes fail (SIGXFSZ ignored) as on a full disk
             command = ["bash", "-c", f"ulimit -f {max_file_mb * 1024}; trap '' XFSZ; exec \"$@\"", "bash",
                        *command]
-        self.proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, start_new_session=True)
-        self.lines, self.error_lines = [], []
-        self._readers = [threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True),
-                         threading.Thread(target=lambda: self.error_lines.extend(self.proc.stderr), daemon=True)]
-        for reader in self._readers:
-            reader.start()
-
-    def wait_for(self, prefix, timeout=600):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if any(line.startswith(prefix) for line in list(self.lines)):
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.01)
-        raise AssertionError(f"no line starting {prefix!r}:\n{''.join(self.lines)}")
+        self._start(command, cache_dir)
 
     def finish(self, timeout=900):
-        try:
-            self.proc.wait(timeout)
-        finally:
-            if self.proc.poll() is None:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-        for reader in self._readers:
-            reader.join(10)
-        self.stdout, self.stderr = "".join(self.lines), "".join(self.error_lines)
-        return self
+        return super().finish(timeout)
 
     @property
     def last_error_line(self):
