@@ -14,6 +14,7 @@ import tarfile
 
 import numpy as np
 import pytest
+import tensorflow as tf
 import tensorflow_datasets as tfds
 from PIL import Image
 
@@ -46,7 +47,7 @@ VAL = {f"ILSVRC2012_val_{i:08d}.JPEG": ("camera" if i == 4 else "astronaut", 40 
        for i in (1, 2, 3, 4)}
 SMALL = [
     "--config.image_size=32", "--config.batch_size=8", "--config.eval_batch_size=8",
-    "--config.num_train_steps=2", "--config.log_every_steps=1", "--config.eval_every_steps=2",
+    "--config.num_train_steps=2", "--config.log_every_steps=1", "--config.eval_every_steps=1",
     "--config.checkpoint_every_steps=2", "--config.cache=False",
 ]
 
@@ -140,6 +141,19 @@ def test_train_py_prepares_trains_and_evaluates_every_validation_image(imagenet)
     assert final["eval_count"] == len(VAL)
     assert 0 <= final["eval_top1"] <= final["eval_top5"] <= 1
     assert f"({len(TRAIN)} images, 1000 classes)" in imagenet["proc"].stdout
+
+
+def test_an_evaluation_before_the_last_step_also_covers_every_validation_image(imagenet):
+    """eval_every_steps=1 of 2 steps: step 1's evaluation runs mid-training, step 2's is the final one."""
+    counts = {}
+    for path in imagenet["workdir"].glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                if value.tag == "eval_count":
+                    counts[event.step] = float(tf.make_ndarray(value.tensor)) if value.HasField("tensor") \
+                        else value.simple_value
+    assert counts == {1: len(VAL), 2: len(VAL)}
+    assert "step 1: eval top1 " in imagenet["proc"].stdout
 
 
 def test_model_info_names_the_1000_imagenet_classes_in_tfds_order(imagenet):

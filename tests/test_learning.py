@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 
 from googlenet_jax import evaluation
+from googlenet_jax.data.digits import digits_split
+from googlenet_jax.model.network import GoogLeNet
 from googlenet_jax.training import optim, steps
 from googlenet_jax.training.train_state import create_train_state
 
@@ -166,3 +168,72 @@ def test_80_steps_bring_the_held_out_loss_under_ln10_and_top1_over_chance(flags,
     assert final["step"] == LEARNING_STEPS and final["eval_count"] == 360
     assert final["eval_loss"] <= math.log(10) - under_ln10, final
     assert final["eval_top1"] >= 0.1 + over_chance, final
+
+
+
+# ----------------------------------------------------------------------------- in this process
+# The variants train.py cannot run at 32x32, or runs slowly there, train in this process
+# through the same train step: the digits upscaled 4x, a constant rate, no Polyak average.
+def _digits_at_32x32(split):
+    images, labels, _ = digits_split()[split]
+    x = np.kron(images.astype(np.float32) / 255.0, np.ones((1, 4, 4, 1), np.float32))  # each pixel 4x4
+    return (x - 0.5) / 0.25, labels.astype(np.int32)
+
+
+def _train_and_evaluate(model, *, steps_, batch_size, learning_rate, weight_decay):
+    """(held-out loss, held-out top-1) on the 360 test digits after `steps_` SGD steps, and the
+    mean training loss of the first and of the last 25 steps."""
+    config = helpers.optimizer_config(learning_rate=learning_rate, schedule="constant", warmup_epochs=0.0,
+                                      weight_decay=weight_decay)
+    lr_fn = optim.create_learning_rate_fn(config, steps_per_epoch=1, num_train_steps=steps_)
+    tx = optim.create_optimizer(config, lr_fn)
+    state = create_train_state(model, tx, seed=0, image_size=32, use_ema=False)
+    step_fn = jax.jit(lambda s, b: steps.train_step(
+        s, b, model=model, tx=tx, learning_rate_fn=lr_fn, aux_weight=0.3, label_smoothing=0.0,
+        ema_decay=0.0, axis_name=None))
+    (train_x, train_y), (test_x, test_y) = _digits_at_32x32("train"), _digits_at_32x32("test")
+    rng, train_losses = np.random.RandomState(0), []
+    for _ in range(steps_):
+        batch = rng.randint(0, len(train_y), batch_size)
+        state, metrics = step_fn(state, {"image": train_x[batch], "label": train_y[batch]})
+        train_losses.append(float(metrics["loss"]))
+    predict = jax.jit(lambda params, x: model.apply({"params": params, "batch_stats": state.batch_stats}, x,
+                                                    train=False))
+    logits = np.asarray(predict(state.params, test_x), np.float64)
+    log_probs = logits - logits.max(-1, keepdims=True)
+    log_probs -= np.log(np.exp(log_probs).sum(-1, keepdims=True))
+    return (-log_probs[np.arange(len(test_y)), test_y].mean(), (logits.argmax(-1) == test_y).mean(),
+            np.mean(train_losses[:25]), np.mean(train_losses[-25:]))
+
+
+# bfloat16 compute (float32 parameters), the torchvision variant with its aux heads, 80 steps of
+# 16 images. Judged with the running BatchNorm statistics (no Polyak average here), which after
+# 80 noisy steps only hold at a small rate: measured held-out loss 2.139 (0.16 under ln 10) and
+# top-1 22.2% at 0.01; at 0.02 the loss was 2.49 (top-1 20%), at 0.05 far above ln 10 in
+# float32 as in bfloat16. About 110 s on 2 cores, most of it compiling.
+@pytest.mark.slow
+def test_a_bfloat16_train_step_learns_the_digits():
+    model = GoogLeNet(num_classes=10, variant="torchvision", dtype=jnp.bfloat16)
+    loss, top1, _, _ = _train_and_evaluate(model, steps_=80, batch_size=16, learning_rate=0.01, weight_decay=5e-5)
+    assert loss <= math.log(10) - 0.08 and top1 >= 0.1 + 0.06, (loss, top1)
+
+
+# The paper variant (no BatchNorm: LRN, Caffe's Xavier initialisation, biases 0.2, dropout 0.4)
+# in this process, through the same train step, without its aux heads: they need a 12 to 14
+# pixel 4a feature map (192x192 input or more), too slow here. Without BatchNorm and without
+# the aux heads' gradients the network first sits on a plateau at ln 10 (the reason the paper
+# attached the heads): at batch 32 and learning rate 0.02 it left it after about 130 steps in
+# every run measured; at 0.04 or at batch 16 it was still there after 300 steps. Just after
+# the plateau the held-out loss swings from step to step and from run to run (float32 sums in
+# another order): after 250 steps, 1.39, 2.48 and 1.61 in three runs, with top-1 39%, 27.5% and
+# 37%; the training loss of the last 25 steps 1.46 against 2.42 for the first 25. So the test
+# asks for a falling training loss and a top-1 over chance, not a held-out loss. About 120 s.
+PAPER_STEPS = 250
+
+
+@pytest.mark.slow
+def test_the_paper_variant_leaves_the_plateau_and_learns_the_digits():
+    model = GoogLeNet(num_classes=10, variant="paper", aux_logits=False)  # dropout 0.4: the variant's
+    loss, top1, first, last = _train_and_evaluate(model, steps_=PAPER_STEPS, batch_size=32, learning_rate=0.02,
+                                                  weight_decay=2e-4)
+    assert top1 >= 0.1 + 0.1 and last <= first - 0.3, (loss, top1, first, last)
