@@ -62,7 +62,6 @@ def test_weights_of_the_other_variant_are_refused(tmp_path, photo_folder):
         "but config.model.variant='torchvision'")
 
 
-
 # ----------------------------------------------------------------------------- the starting weights
 # What train.py does with config.init_weights (trainer.py): init_weights.load, then
 # init_weights.apply to the fresh state. The expected arrays are read with orbax directly.

@@ -170,7 +170,6 @@ def test_80_steps_bring_the_held_out_loss_under_ln10_and_top1_over_chance(flags,
     assert final["eval_top1"] >= 0.1 + over_chance, final
 
 
-
 # ----------------------------------------------------------------------------- in this process
 # The variants train.py cannot run at 32x32, or runs slowly there, train in this process
 # through the same train step: the digits upscaled 4x, a constant rate, no Polyak average.
@@ -180,9 +179,11 @@ def _digits_at_32x32(split):
     return (x - 0.5) / 0.25, labels.astype(np.int32)
 
 
-def _train_and_evaluate(model, *, steps_, batch_size, learning_rate, weight_decay):
+def _train_and_evaluate(model, *, steps_, batch_size, learning_rate, weight_decay, held_out_statistics=False):
     """(held-out loss, held-out top-1) on the 360 test digits after `steps_` SGD steps, and the
-    mean training loss of the first and of the last 25 steps."""
+    mean training loss of the first and of the last 25 steps. With `held_out_statistics`,
+    BatchNorm normalises with the 360 digits' own statistics (train mode; the model must have
+    no dropout) instead of the running averages."""
     config = helpers.optimizer_config(learning_rate=learning_rate, schedule="constant", warmup_epochs=0.0,
                                       weight_decay=weight_decay)
     lr_fn = optim.create_learning_rate_fn(config, steps_per_epoch=1, num_train_steps=steps_)
@@ -197,9 +198,15 @@ def _train_and_evaluate(model, *, steps_, batch_size, learning_rate, weight_deca
         batch = rng.randint(0, len(train_y), batch_size)
         state, metrics = step_fn(state, {"image": train_x[batch], "label": train_y[batch]})
         train_losses.append(float(metrics["loss"]))
-    predict = jax.jit(lambda params, x: model.apply({"params": params, "batch_stats": state.batch_stats}, x,
-                                                    train=False))
-    logits = np.asarray(predict(state.params, test_x), np.float64)
+
+    def predict(params, batch_stats, x):
+        if held_out_statistics:
+            outputs, _ = model.apply({"params": params, "batch_stats": batch_stats}, x, train=True,
+                                     mutable=["batch_stats"])
+            return outputs[0]  # (logits, aux_logits1, aux_logits2)
+        return model.apply({"params": params, "batch_stats": batch_stats}, x, train=False)
+
+    logits = np.asarray(jax.jit(predict)(state.params, state.batch_stats, test_x), np.float64)
     log_probs = logits - logits.max(-1, keepdims=True)
     log_probs -= np.log(np.exp(log_probs).sum(-1, keepdims=True))
     return (-log_probs[np.arange(len(test_y)), test_y].mean(), (logits.argmax(-1) == test_y).mean(),
@@ -207,15 +214,20 @@ def _train_and_evaluate(model, *, steps_, batch_size, learning_rate, weight_deca
 
 
 # bfloat16 compute (float32 parameters), the torchvision variant with its aux heads, 80 steps of
-# 16 images. Judged with the running BatchNorm statistics (no Polyak average here), which after
-# 80 noisy steps only hold at a small rate: measured held-out loss 2.139 (0.16 under ln 10) and
-# top-1 22.2% at 0.01; at 0.02 the loss was 2.49 (top-1 20%), at 0.05 far above ln 10 in
-# float32 as in bfloat16. About 110 s on 2 cores, most of it compiling.
+# 16 images, dropout off. Judged with BatchNorm normalising by the held-out digits' own
+# statistics: after 80 steps at these rates the running averages lag the moving weights, and
+# the held-out loss with them changes with the order of float32 sums (dropout on, rate 0.01:
+# 2.139 and top-1 22.2% in a script, 2.48 and 27.5% under pytest's 8 fake devices; 2.49 at
+# 0.02, 310 at 0.05, float32 at 0.05: 43). With the held-out statistics at 0.01 (script):
+# loss 1.657 (0.65 under ln 10), top-1 48.3%, training loss of the last 25 steps 3.00 against
+# 3.61 for the first 25; at 0.05 the training loss rose (5.87 to 6.69). About 150 s.
 @pytest.mark.slow
 def test_a_bfloat16_train_step_learns_the_digits():
-    model = GoogLeNet(num_classes=10, variant="torchvision", dtype=jnp.bfloat16)
-    loss, top1, _, _ = _train_and_evaluate(model, steps_=80, batch_size=16, learning_rate=0.01, weight_decay=5e-5)
-    assert loss <= math.log(10) - 0.08 and top1 >= 0.1 + 0.06, (loss, top1)
+    model = GoogLeNet(num_classes=10, variant="torchvision", dtype=jnp.bfloat16, dropout_rate=0.0,
+                      aux_dropout_rate=0.0)
+    loss, top1, first, last = _train_and_evaluate(model, steps_=80, batch_size=16, learning_rate=0.01,
+                                                  weight_decay=5e-5, held_out_statistics=True)
+    assert loss <= math.log(10) - 0.3 and top1 >= 0.1 + 0.2 and last <= first - 0.25, (loss, top1, first, last)
 
 
 # The paper variant (no BatchNorm: LRN, Caffe's Xavier initialisation, biases 0.2, dropout 0.4)
@@ -224,10 +236,10 @@ def test_a_bfloat16_train_step_learns_the_digits():
 # the aux heads' gradients the network first sits on a plateau at ln 10 (the reason the paper
 # attached the heads): at batch 32 and learning rate 0.02 it left it after about 130 steps in
 # every run measured; at 0.04 or at batch 16 it was still there after 300 steps. Just after
-# the plateau the held-out loss swings from step to step and from run to run (float32 sums in
-# another order): after 250 steps, 1.39, 2.48 and 1.61 in three runs, with top-1 39%, 27.5% and
-# 37%; the training loss of the last 25 steps 1.46 against 2.42 for the first 25. So the test
-# asks for a falling training loss and a top-1 over chance, not a held-out loss. About 120 s.
+# the plateau the held-out loss swings from step to step (1.39, 0.84, 0.67, 0.75 at steps 250,
+# 300, 350, 400 of one run), so the test asks for a falling training loss and a top-1 over
+# chance: measured here, training loss 2.42 over the first 25 steps and 1.46 over the last 25,
+# held-out top-1 37.2% (loss 1.61). About 120 s.
 PAPER_STEPS = 250
 
 
