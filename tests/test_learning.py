@@ -41,6 +41,13 @@ def _softmax(z):
     return e / e.sum(-1, keepdims=True)
 
 
+def _jit_train_step(model, tx, lr_fn, *, ema_decay):
+    """steps.train_step on one device, aux weight 0.3 and no label smoothing, jitted."""
+    return jax.jit(lambda s, b: steps.train_step(
+        s, b, model=model, tx=tx, learning_rate_fn=lr_fn, aux_weight=0.3, label_smoothing=0.0,
+        ema_decay=ema_decay, axis_name=None))
+
+
 def _config(**optimizer):
     """SGD (the other fields: configs/default.py's), with `optimizer` overriding."""
     return helpers.optimizer_config(**{**dict(
@@ -55,9 +62,7 @@ def test_train_steps_equal_sgd_momentum_weight_decay_schedule_and_polyak_by_hand
     tx = optim.create_optimizer(config, lr_fn)
     model, ema_decay = Linear(), 0.99
     state = create_train_state(model, tx, seed=0, image_size=SIZE, use_ema=True)
-    step_fn = jax.jit(lambda s, b: steps.train_step(
-        s, b, model=model, tx=tx, learning_rate_fn=lr_fn, aux_weight=0.3, label_smoothing=0.0,
-        ema_decay=ema_decay, axis_name=None))
+    step_fn = _jit_train_step(model, tx, lr_fn, ema_decay=ema_decay)
 
     rng = np.random.RandomState(0)
     w = np.asarray(state.params["fc"]["kernel"], np.float64)
@@ -117,9 +122,7 @@ def test_gradient_clipping_scales_the_global_norm_down_to_the_limit():
     rng = np.random.RandomState(2)
     images = (5 * rng.randn(6, SIZE, SIZE, 3)).astype(np.float32)
     labels = rng.randint(0, CLASSES, 6).astype(np.int32)
-    new, metrics = jax.jit(lambda s, b: steps.train_step(
-        s, b, model=model, tx=tx, learning_rate_fn=lr_fn, aux_weight=0.3, label_smoothing=0.0,
-        ema_decay=0.0, axis_name=None))(state, {"image": images, "label": labels})
+    new, metrics = _jit_train_step(model, tx, lr_fn, ema_decay=0.0)(state, {"image": images, "label": labels})
 
     w = np.asarray(state.params["fc"]["kernel"], np.float64)
     b = np.asarray(state.params["fc"]["bias"], np.float64)
@@ -189,9 +192,7 @@ def _train_and_evaluate(model, *, steps_, batch_size, learning_rate, weight_deca
     lr_fn = optim.create_learning_rate_fn(config, steps_per_epoch=1, num_train_steps=steps_)
     tx = optim.create_optimizer(config, lr_fn)
     state = create_train_state(model, tx, seed=0, image_size=32, use_ema=False)
-    step_fn = jax.jit(lambda s, b: steps.train_step(
-        s, b, model=model, tx=tx, learning_rate_fn=lr_fn, aux_weight=0.3, label_smoothing=0.0,
-        ema_decay=0.0, axis_name=None))
+    step_fn = _jit_train_step(model, tx, lr_fn, ema_decay=0.0)
     (train_x, train_y), (test_x, test_y) = _digits_at_32x32("train"), _digits_at_32x32("test")
     rng, train_losses = np.random.RandomState(0), []
     for _ in range(steps_):
@@ -207,9 +208,8 @@ def _train_and_evaluate(model, *, steps_, batch_size, learning_rate, weight_deca
         return model.apply({"params": params, "batch_stats": batch_stats}, x, train=False)
 
     logits = np.asarray(jax.jit(predict)(state.params, state.batch_stats, test_x), np.float64)
-    log_probs = logits - logits.max(-1, keepdims=True)
-    log_probs -= np.log(np.exp(log_probs).sum(-1, keepdims=True))
-    return (-log_probs[np.arange(len(test_y)), test_y].mean(), (logits.argmax(-1) == test_y).mean(),
+    loss = -np.log(_softmax(logits)[np.arange(len(test_y)), test_y]).mean()
+    return (loss, (logits.argmax(-1) == test_y).mean(),
             np.mean(train_losses[:25]), np.mean(train_losses[-25:]))
 
 
