@@ -41,6 +41,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.model = ml_collections.ConfigDict()
     config.model.variant = "torchvision"  # "torchvision" (BatchNorm) or "paper" (LRN, biases)
     config.model.dtype = "float32"  # compute dtype ("bfloat16" on GPUs/TPUs); parameters stay float32
+    # ("float64": parameters too, for exact checks on CPU)
     config.model.dropout_rate = config_dict.placeholder(float)  # None: the variant's own (0.2 / 0.4)
     config.model.aux_dropout_rate = 0.7
     config.model.transform_input = False  # torchvision's input transform (its ported weights want it)

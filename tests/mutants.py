@@ -37,6 +37,7 @@ LEARNING = "tests/test_learning.py"
 LOSSES = "tests/test_train_losses.py"
 PARITY_TRAINING = "tests/test_parity_training.py"
 SIGNALS = "tests/test_signals.py"
+MULTIPROCESS = "tests/test_multiprocess.py"
 
 MUTANTS = [
     Mutant("gradient ascent", "googlenet_jax/training/steps.py",
@@ -108,6 +109,13 @@ MUTANTS = [
     Mutant("init_weights leaves the BatchNorm statistics fresh", "googlenet_jax/training/init_weights.py",
            'loaded.variables.get("batch_stats")', "{}",
            ("tests/test_init_weights.py::test_a_converted_orbax_checkpoint_starts_the_run_but_for_the_classifiers",)),
+    Mutant("learning rate scaled to each process's share of the batch", "googlenet_jax/training/optim.py",
+           "    peak = learning_rate(config)\n", "    peak = learning_rate(config) / jax.process_count()\n",
+           (f"{MULTIPROCESS}::test_two_processes_train_like_one_process_fed_the_same_global_batches",)),
+    Mutant("float64 runs keep float32 parameters", "googlenet_jax/training/programs.py",
+           'param_dtype=jnp.float64 if config.model.dtype == "float64" else jnp.float32',
+           "param_dtype=jnp.float32",
+           (f"{MULTIPROCESS}::test_two_processes_train_like_one_process_fed_the_same_global_batches",)),
     Mutant("center crop offset floored", "googlenet_jax/data/crops.py",
            "return tf.cast(tf.round(slack / 2.0), tf.int32)", "return tf.cast(slack // 2, tf.int32)",
            ("tests/test_data_crops.py",)),

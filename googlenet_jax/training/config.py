@@ -19,7 +19,10 @@ from googlenet_jax.model import architecture
 from googlenet_jax.model.input_spec import NORMALIZATIONS
 from googlenet_jax.training import nonfinite, optim
 
-COMPUTE_DTYPES = ("float32", "bfloat16")  # config.model.dtype
+# config.model.dtype. float64 trains every parameter, statistic and sum in float64 (JAX's 64-bit
+# mode, turned on by the trainer): slow, for exact checks on CPU, e.g. that a run on 2 processes
+# trains as one process does.
+COMPUTE_DTYPES = ("float32", "bfloat16", "float64")
 
 _CHOICES: Mapping[str, tuple[Any, ...]] = {
     "normalization": NORMALIZATIONS,

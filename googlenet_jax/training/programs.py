@@ -66,7 +66,8 @@ def build(config: ml_collections.ConfigDict, par: parallel.Parallel, *, num_clas
     model = create_model(config, num_classes=num_classes, bn_axis_name=par.bn_axis_name)
     create_state = functools.partial(
         train_state_lib.create_train_state, model, tx, seed=config.seed,
-        image_size=config.image_size, use_ema=config.ema_decay > 0)
+        image_size=config.image_size, use_ema=config.ema_decay > 0,
+        param_dtype=jnp.float64 if config.model.dtype == "float64" else jnp.float32)
     try:
         abstract_state = jax.eval_shape(create_state)  # traces only: no compilation yet
     except ValueError as e:  # the model rejects the input size or variant

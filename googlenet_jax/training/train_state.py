@@ -16,7 +16,7 @@ class TrainState(flax.struct.PyTreeNode):
     Attributes:
       step: int32 scalar, the number of optimizer steps taken. It is also the data position:
         the input pipeline restarts at batch `step` (each step consumes one global batch).
-      params: float32 model parameters.
+      params: model parameters, float32 (float64 in a float64 run).
       batch_stats: BatchNorm running statistics ({} for models without BatchNorm).
       opt_state: optax state (momentum buffers, schedule count).
       ema_params: Polyak (exponential moving) average of `params`, used for evaluation;
@@ -36,10 +36,12 @@ class TrainState(flax.struct.PyTreeNode):
 
 
 def create_train_state(model: nn.Module, tx: optax.GradientTransformation, *,
-                       seed: int, image_size: int, use_ema: bool) -> TrainState:
+                       seed: int, image_size: int, use_ema: bool, param_dtype: Any = jnp.float32) -> TrainState:
     """Initializes the model on one (1, image_size, image_size, 3) float32 dummy batch.
 
-    `seed` drives both the initialization and (through a separate key) dropout.
+    `seed` drives both the initialization and (through a separate key) dropout. With
+    `param_dtype` float64 (under JAX's 64-bit mode) the parameters and BatchNorm statistics are
+    the float32 initial values in float64, so such a run starts where a float32 run starts.
     """
     init_key, dropout_key = jax.random.split(jax.random.PRNGKey(seed))
 
@@ -47,6 +49,7 @@ def create_train_state(model: nn.Module, tx: optax.GradientTransformation, *,
     def init(key):
         dummy = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
         variables = model.init({"params": key}, dummy, train=False)
+        variables = jax.tree.map(lambda leaf: leaf.astype(param_dtype), variables)
         params = variables["params"]
         return TrainState(
             step=jnp.zeros((), jnp.int32),

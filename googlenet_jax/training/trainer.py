@@ -167,6 +167,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     """
     wall_start = time.time()
     config_lib.validate_config(config)
+    if config.model.dtype == "float64":  # process-wide and first: arrays made before stay 32-bit
+        jax.config.update("jax_enable_x64", True)
     distributed.initialize(config)
     if config.parallel == "pmap" and jax.process_count() > 1:
         raise ConfigError("config.parallel='pmap' runs one process; use 'mesh' for "
