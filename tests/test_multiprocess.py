@@ -15,9 +15,9 @@ orders of magnitude within three SGD steps. In float32 that is the whole signal:
 rate 0.004 and batch 8 or 24, 1 device and 4 in one process differ by 52-63% in the momentum
 and 12-13% in the parameters' change, the 2-process run and its reference by 41% and 9.5%; a
 float32 test can only run at learning rate 0, where each step's gradients come from the same
-initial weights. In float64 the
-same runs differ by about 5e-12 in the momentum and 1e-12 in the parameters' change (2
-devices or 4 against 1), while a wrong batch, gradient, statistic or update differs by percents.
+initial weights. In float64 the same runs differ by about 5e-12 in the momentum and 1e-12 in
+the parameters' change (2 devices or 4 against 1), while a wrong batch, gradient, statistic or
+update differs by percents.
 """
 import functools
 import json
