@@ -82,9 +82,10 @@ def _run(command, *, env=None, timeout=DEADLINE_SECONDS):
 @pytest.fixture(scope="module", autouse=True)
 def float64():
     """JAX's 64-bit mode for this module's reference runs (process-wide, as train.py sets it)."""
+    previous = jax.config.jax_enable_x64
     jax.config.update("jax_enable_x64", True)
     yield
-    jax.config.update("jax_enable_x64", False)
+    jax.config.update("jax_enable_x64", previous)
 
 
 @pytest.fixture(scope="module")
@@ -176,13 +177,6 @@ def _differences(got, want, start=None):
     return worst, float(per_leaf[worst]), float(np.sqrt(difference / size))
 
 
-def _relative_change(after, before):
-    """||after - before|| / ||before|| over all leaves together."""
-    after, before = jax.tree.leaves(after), jax.tree.leaves(before)
-    change = sum(np.sum((np.asarray(a, np.float64) - b) ** 2) for a, b in zip(after, before))
-    return float(np.sqrt(change / sum(np.sum(np.asarray(b, np.float64) ** 2) for b in before)))
-
-
 def _parts(state):
     """What the runs are compared on, from a TrainState or a checkpoint restored as a dict."""
     get = state.get if isinstance(state, dict) else functools.partial(getattr, state)
@@ -215,7 +209,7 @@ def test_two_processes_train_like_one_process_fed_the_same_global_batches(two_pr
     assert all(np.abs(x).max() > 0 for x in jax.tree.leaves(saved["opt_state"][1][0]["trace"]))
     assert np.abs(saved["batch_stats"]["conv1"]["bn"]["mean"]).max() > 1e-3
     for part in ("params", "ema_params"):
-        moved = _relative_change(getattr(state, part), getattr(initial, part))
+        _, _, moved = _differences(getattr(state, part), getattr(initial, part))
         assert moved > MIN_PARAMETER_CHANGE, f"{part} moved {moved:.2e} of their norm"
 
 
