@@ -104,6 +104,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.eval_every_steps = 5_000  # 0: evaluate only at the end
     config.checkpoint_every_steps = 2_000  # and at the end, and on preemption
     config.keep_checkpoints = 3  # the newest ones
+    # A jax.profiler trace of these training steps ("100-105", both included; "" off) into
+    # WORKDIR/plugins/profile, for TensorBoard's profile tab (docs/training.md).
+    config.profile_steps = ""
 
     # Non-finite loss or gradient (checked at every step; the update is never applied):
     # "stop" ends the run naming the step, "skip" skips the step and goes on, up to

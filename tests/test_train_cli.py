@@ -4,7 +4,8 @@ Three short runs share one persistent compilation cache so that only the first c
   straight: 8 steps in one go (conftest's `digits_reference`, which tests/test_durability.py
     and tests/test_gcs.py run too: one run for the three files);
   first + resumed: 4 steps, then the same command with 8 steps in the same workdir.
-Resuming must continue exactly: same data position, same dropout keys, same parameters.
+Resuming must continue exactly: same data position, same dropout keys, same parameters. The
+resumed run also writes a profile of two of its steps (config.profile_steps).
 """
 import json
 import os
@@ -27,6 +28,7 @@ assert 2 * CHECKPOINT_EVERY == DIGITS_STEPS  # the straight run is `digits_refer
 # Small and fast: 32x32 digits, 16 images per step = 2 per fake device, a constant learning
 # rate (so runs of different lengths compile the very same step); keep_checkpoints=2.
 SMALL = [*DIGITS_RUN, f"--config.checkpoint_every_steps={CHECKPOINT_EVERY}"]
+PROFILED = "6-7"  # the resumed run traces these steps (config.profile_steps)
 
 
 def _train(*args, cache_dir, check=True):
@@ -50,7 +52,7 @@ def runs(tmp_path_factory, jax_cache, digits_reference):
     steps = 2 * CHECKPOINT_EVERY
     first = _train(*SMALL, *data, f"--config.num_train_steps={CHECKPOINT_EVERY}",
                    "--workdir", root / "resumed", **common)
-    resumed = _train(*SMALL, *data, f"--config.num_train_steps={steps}",
+    resumed = _train(*SMALL, *data, f"--config.num_train_steps={steps}", f"--config.profile_steps={PROFILED}",
                      "--workdir", root / "resumed", **common)
     return {"root": root, "straight": digits_reference["proc"], "first": first, "resumed": resumed}
 
@@ -100,6 +102,30 @@ def test_writes_tensorboard_scalars(runs):
         tags.update(value.tag for value in event.summary.value)
     assert {"loss", "loss_aux1", "loss_aux2", "top1", "learning_rate", "grad_norm",
             "images_per_sec", "eval_top1", "eval_top5", "eval_loss"} <= tags
+
+
+def _profiled_steps(workdir):
+    """{step number of every "train_step" annotation} in the workdir's jax.profiler traces, read
+    with the XSpace protobuf that TensorBoard's profile plugin reads."""
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+    steps = set()
+    for path in workdir.glob("plugins/profile/*/*.xplane.pb"):
+        space = xplane_pb2.XSpace.FromString(path.read_bytes())
+        for plane in space.planes:
+            for line in plane.lines:
+                for event in line.events:
+                    if plane.event_metadata[event.metadata_id].name != "train_step":
+                        continue
+                    steps.update(stat.int64_value for stat in event.stats
+                                 if plane.stat_metadata[stat.metadata_id].name == "step_num")
+    return steps
+
+
+def test_profiles_the_configured_steps(runs):
+    first, last = map(int, PROFILED.split("-"))
+    assert _profiled_steps(runs["root"] / "resumed") == set(range(first, last + 1))
+    assert f"profiling steps {PROFILED}" in runs["resumed"].stdout
+    assert not (runs["root"] / "straight" / "plugins").exists()  # off by default
 
 
 def test_prints_progress_lines(runs):

@@ -78,6 +78,9 @@ def test_unknown_field_is_named(monkeypatch):
     ("label_smoothing", 1.5, r"must be in \[0, 1\]"),
     ("eval_crop_fraction", 0.0, "config.eval_crop_fraction must be positive"),
     ("freeze_up_to", "inception6a", r"config.freeze_up_to must be '' or a backbone stage .*conv1, pool1"),
+    ("profile_steps", "105-100", r"config.profile_steps must be '' \(off\), 'A' or 'A-B' .*got '105-100'"),
+    ("profile_steps", "0", r"config.profile_steps must be .*got '0'"),
+    ("profile_steps", "100:105", r"config.profile_steps must be .*got '100:105'"),
 ])
 def test_wrong_types_and_values_are_rejected(monkeypatch, field, value, message):
     # type_safe=False: a hand-written config file can hold any type.

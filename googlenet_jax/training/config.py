@@ -17,7 +17,7 @@ import ml_collections
 from googlenet_jax import parallel
 from googlenet_jax.model import architecture
 from googlenet_jax.model.input_spec import NORMALIZATIONS
-from googlenet_jax.training import nonfinite, optim
+from googlenet_jax.training import nonfinite, optim, profiling
 
 # config.model.dtype. float64 trains every parameter, statistic and sum in float64 (JAX's 64-bit
 # mode, turned on by the trainer): slow, for exact checks on CPU, e.g. that a run on 2 processes
@@ -144,6 +144,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         raise ConfigError("config.augment.min_area must not exceed config.augment.max_area")
     if not 0 < flat["augment.min_aspect"] <= flat["augment.max_aspect"]:
         raise ConfigError("config.augment needs 0 < min_aspect <= max_aspect")
+    try:
+        profiling.parse_steps(flat["profile_steps"])
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     if flat["dataset"] == "image_folder" and not flat["data_dir"]:
         raise ConfigError("config.dataset='image_folder' needs config.data_dir (a folder)")
 

@@ -21,6 +21,7 @@ from googlenet_jax.training import (
     init_weights,
     nonfinite,
     preemption,
+    profiling,
     reporting,
 )
 from googlenet_jax.training import config as config_lib
@@ -237,6 +238,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     guard = nonfinite.NonFiniteGuard(config.nan_policy, config.nan_max_consecutive_skips,
                                      par.metrics_to_host)
     throughput = Throughput(config.batch_size)
+    profiler = profiling.StepProfiler(profiling.parse_steps(config.profile_steps), workdir, console.log)
     host_metrics: dict[str, float] = {}
 
     def log_progress(done: int, step_metrics: Any) -> None:
@@ -280,10 +282,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     try:
         with preemption.PreemptionWatcher(log=console.log) as watcher:
             for done in range(start_step + 1, num_train_steps + 1):
-                batch = next(batches)
-                if done == config.inject_nan_at_step:
-                    batch = _poisoned(batch)
-                state, step_metrics = train_step(state, batch)
+                with profiler.step(done):
+                    batch = next(batches)
+                    if done == config.inject_nan_at_step:
+                        batch = _poisoned(batch)
+                    state, step_metrics = train_step(state, batch)
+                profiler.step_done(done, step_metrics)
                 guard.record(done, step_metrics)
                 throughput.step_done(step_metrics, wall_start)
                 is_last = done == num_train_steps
@@ -311,6 +315,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                     f"{watcher.signal_name}: training is complete and saved at step {final_step}; "
                     "run the same command for the final evaluation", watcher.exit_code)
     finally:
+        profiler.close()
         writer.close()
         checkpointer.close()
     result = {
