@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from googlenet_jax import console, parallel
-from googlenet_jax.model import losses
+from googlenet_jax.model import folding, losses
 from googlenet_jax.weights import CONFIG_FILE, LoadedModel, paths
 
 # Views per device batch the default batch sizes aim at (images x crops).
@@ -119,8 +119,9 @@ def evaluate_weights(loaded: LoadedModel, *, dataset: str | None = None, data_di
                          f"{dataset_info.num_classes}")
 
     par = parallel.MeshParallel()
-    step = par.compile_eval_step(functools.partial(eval_step, model=loaded.model))
-    variables = par.put_state(loaded.variables)
+    model, variables = folding.fold_batch_norm(loaded.model, loaded.variables)  # as the Classifier runs
+    step = par.compile_eval_step(functools.partial(eval_step, model=model))
+    variables = par.put_state(variables)
     workdir_batch = _workdir_eval_batch_size(info.workdir)
     results = {}
     for count in crops:

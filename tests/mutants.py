@@ -132,6 +132,9 @@ MUTANTS = [
     Mutant("launcher keeps signals to itself", "googlenet_jax/training/launcher.py",
            "p.send_signal(signum)", "pass",
            (f"{SIGNALS}::test_the_launcher_forwards_sigterm_and_exits_with_the_status_of_its_child",)),
+    Mutant("BatchNorm folded without its epsilon", "googlenet_jax/model/folding.py",
+           'scale = bn["scale"] / np.sqrt(bn["var"] + BN_EPSILON)', 'scale = bn["scale"] / np.sqrt(bn["var"])',
+           ("tests/test_parity.py::test_folded_batch_norm_matches_torchvision_in_float64",)),
 ]
 
 

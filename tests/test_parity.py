@@ -14,6 +14,7 @@ import torch
 
 from googlenet_jax import GoogLeNet, GoogLeNetOutputs
 from googlenet_jax.convert import flax_to_torchvision, torchvision_to_flax
+from googlenet_jax.model import fold_batch_norm
 from googlenet_jax.model.losses import googlenet_loss
 
 import helpers as ref
@@ -62,6 +63,29 @@ def test_transform_input_matches_torchvision(size):
     assert ref.relative_error(actual, expected) <= 1e-5
     # The transform matters: without it the logits are far off.
     assert ref.relative_error(_apply_eval(GoogLeNet(), variables, x), expected) > 1e-2
+
+
+def test_folded_batch_norm_matches_torchvision_in_float64():
+    """BatchNorm folded into the convolutions (what the Classifier, evaluate and export run):
+    the same logits and inner stages as torchvision's eval pass, to float64 rounding."""
+    torch_net = ref.torch_reference("torchvision", seed=12).double().eval()
+    x = ref.images(2, 117, 97, seed=13).astype(np.float64)
+    inner = {}
+    torch_net.inception4e.branch2.register_forward_hook(lambda m, args, out: inner.setdefault("branch3x3", out))
+    with torch.no_grad():
+        expected = torch_net(ref.to_nchw(x)).numpy()
+    variables = torchvision_to_flax(ref.state_dict_numpy(torch_net))
+    with jax.enable_x64(True):
+        net, folded = fold_batch_norm(GoogLeNet(dtype=jnp.float64), variables)
+        assert "batch_stats" not in folded and "bn" not in folded["params"]["inception4e"]["branch3x3"]
+        logits, stages = jax.jit(lambda v, x: net.apply(v, x, train=False, capture=("inception4e/branch3x3",)))(
+            folded, jnp.asarray(x))
+    assert logits.dtype == jnp.float64
+    assert ref.relative_error(logits, expected) <= 1e-12
+    branch = inner["branch3x3"].numpy().transpose(0, 2, 3, 1)
+    assert ref.relative_error(stages["inception4e/branch3x3"], branch) <= 1e-12
+    with pytest.raises(ValueError, match="eval mode only"):
+        net.apply(folded, x.astype(np.float32), train=True)
 
 
 def _train_outputs(net, variables, x):

@@ -23,6 +23,7 @@ from googlenet_jax import parallel
 from googlenet_jax import weights as weights_lib
 from googlenet_jax.inference import images as images_lib
 from googlenet_jax.model import architecture as arch
+from googlenet_jax.model import folding
 
 FEATURES_DIM = arch.FEATURES_DIM
 
@@ -54,11 +55,16 @@ class Classifier:
         float32 for a path, the LoadedModel's own otherwise.
       transform_input, use_average: passed to `googlenet_jax.load`.
       devices: the devices to shard batches over (default: every local device).
+      fold_batch_norm: run the network with BatchNorm folded into its convolutions
+        (googlenet_jax/model/folding.py): the same outputs up to float rounding, one
+        multiply-add less per activation. `model` and `variables` are then the folded ones,
+        the pair `predict_fn` takes.
     """
 
     def __init__(self, weights: str | os.PathLike | weights_lib.LoadedModel, *, batch_size: int = 32,
                  dtype: Any = None, transform_input: bool | None = None,
-                 use_average: bool = True, devices: Sequence[jax.Device] | None = None):
+                 use_average: bool = True, devices: Sequence[jax.Device] | None = None,
+                 fold_batch_norm: bool = True):
         if not isinstance(weights, weights_lib.LoadedModel):
             weights = weights_lib.load(weights, transform_input=transform_input,
                                        use_average=use_average, dtype=dtype or jnp.float32)
@@ -66,13 +72,15 @@ class Classifier:
             weights = weights._replace(model=weights.model.clone(dtype=dtype))
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
-        self.model, self.info = weights.model, weights.info
+        model, variables = weights.model, weights.variables
+        if fold_batch_norm:
+            model, variables = folding.fold_batch_norm(model, variables)
+        self.model, self.info = model, weights.info
         self.class_names = self.info.class_names
         self._devices = parallel.MeshParallel(list(devices or jax.local_devices()))
         self.devices = self._devices.devices
-        self.variables = self._devices.put_state(weights.variables)
+        self.variables = self._devices.put_state(variables)
         self.buckets = batch_buckets(batch_size, len(self.devices))
-        model = self.model
 
         @jax.jit
         def predict_fn(variables, images):

@@ -10,9 +10,8 @@ helpers (the graph is small and fully known), not traced through another framewo
          ceil-mode MaxPool; LRN (paper variant); each Inception module's four branches, Concat
       -> GlobalAveragePool, Flatten, Gemm -> logits (batch, num_classes) [-> Softmax]
 
-The aux heads are left out (inference never runs them). BatchNorm folding is exact up to
-float rounding: kernel * scale / sqrt(var + eps), bias (offset - mean * scale / sqrt(var +
-eps)), computed in float64 and stored as float32.
+The aux heads are left out (inference never runs them). BatchNorm is folded as the jax
+Classifier and artifact fold it (googlenet_jax/model/folding.py): exact up to float rounding.
 """
 from __future__ import annotations
 
@@ -21,11 +20,11 @@ from typing import Any, Mapping
 import numpy as np
 
 from googlenet_jax.model import architecture as arch
+from googlenet_jax.model import folding
 from googlenet_jax.model.input_spec import IMAGENET_MEAN, IMAGENET_STD
 
 OPSET = 17
 ONNX_INSTALL = "pip install onnx==1.23.2"
-BN_EPSILON = 1e-3  # network.ConvBlock's BatchNorm (torchvision's BasicConv2d)
 LRN = {"alpha": 1e-4, "beta": 0.75, "bias": 1.0}  # layers.local_response_norm's defaults
 
 
@@ -40,15 +39,8 @@ def import_onnx():
 
 def folded_conv(block: Mapping[str, Any], stats: Mapping[str, Any] | None) -> tuple[np.ndarray, np.ndarray]:
     """(kernel OIHW, bias) float32 of a ConvBlock's parameters, BatchNorm folded in when it has one."""
-    kernel = np.asarray(block["conv"]["kernel"], np.float64).transpose(3, 2, 0, 1)  # HWIO -> OIHW
-    out_channels = kernel.shape[0]
-    bias = np.asarray(block["conv"].get("bias", np.zeros(out_channels)), np.float64)
-    if "bn" in block:
-        bn = {k: np.asarray(v, np.float64) for k, v in (*block["bn"].items(), *stats["bn"].items())}
-        scale = bn["scale"] / np.sqrt(bn["var"] + BN_EPSILON)
-        kernel = kernel * scale[:, None, None, None]
-        bias = bn["bias"] + (bias - bn["mean"]) * scale
-    return kernel.astype(np.float32), bias.astype(np.float32)
+    kernel, bias = folding.fold_block(block, stats)
+    return kernel.transpose(3, 2, 0, 1), bias  # HWIO -> OIHW
 
 
 class _Graph:

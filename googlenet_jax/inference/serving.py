@@ -31,19 +31,24 @@ import jaxlib
 from jax import export
 
 from googlenet_jax.inference import onnx_export
-from googlenet_jax.model import input_spec
+from googlenet_jax.model import folding, input_spec
 from googlenet_jax.weights import LoadedModel
+
+
+def _without_aux_heads(variables):
+    return {collection: {k: v for k, v in tree.items() if k not in ("aux1", "aux2")}
+            for collection, tree in variables.items()}
 
 
 def export_model(loaded: LoadedModel, *, platforms, dtype: str = "float32", logits: bool = False):
     """The jax.export.Exported of `images -> probabilities | logits` for a LoadedModel.
 
-    The aux heads are left out (inference never runs them); the weights become constants of
-    the artifact. The batch dimension is symbolic ("batch").
+    The aux heads are left out (inference never runs them); BatchNorm is folded into the
+    convolutions (googlenet_jax/model/folding.py) and the weights become constants of the
+    artifact. The batch dimension is symbolic ("batch").
     """
-    model = loaded.model.clone(aux_logits=False, dtype=jnp.dtype(dtype))
-    variables = {collection: {k: v for k, v in tree.items() if k not in ("aux1", "aux2")}
-                 for collection, tree in loaded.variables.items()}
+    model, variables = folding.fold_batch_norm(loaded.model.clone(aux_logits=False, dtype=jnp.dtype(dtype)),
+                                               _without_aux_heads(loaded.variables))
     variables = jax.tree.map(jnp.asarray, variables)
 
     def serve(images):
@@ -95,9 +100,8 @@ def jax_artifact(loaded: LoadedModel, *, platforms, dtype: str = "float32", logi
 def onnx_file(loaded: LoadedModel, *, logits: bool = False):
     """(serialized ONNX model, its FILE.json); float32 inside, aux heads left out."""
     onnx = onnx_export.import_onnx()
-    variables = {collection: {k: v for k, v in tree.items() if k not in ("aux1", "aux2")}
-                 for collection, tree in loaded.variables.items()}
-    proto = onnx_export.to_onnx(loaded.model, variables, logits=logits, image_size=loaded.info.image_size)
+    proto = onnx_export.to_onnx(loaded.model, _without_aux_heads(loaded.variables), logits=logits,
+                                image_size=loaded.info.image_size)
     return proto.SerializeToString(), describe(
         loaded, logits=logits, format=f"ONNX (opset {onnx_export.OPSET}), e.g. onnxruntime.InferenceSession",
         onnx_version=onnx.__version__, opset=onnx_export.OPSET, input_name="images",

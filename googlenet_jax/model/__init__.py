@@ -5,6 +5,7 @@
     stage_info     each stage's shape, channels and stride (timm's feature_info)
     layers         pools and LRN with torchvision's and Caffe's exact semantics
     convolution    conv2d, with CPU forms of its gradients
+    folding        BatchNorm folded into the convolutions, for inference
     input_spec     normalisation constants, the eval resize and crop schemes (no JAX)
     losses         the weighted main + aux cross-entropy and the eval metrics
     table1         the paper's Table 1 computed from the model (python -m googlenet_jax.summary)
@@ -21,6 +22,7 @@ _EXPORTS = {
     **dict.fromkeys(("AuxHead", "ComputeForms", "ConvBlock", "GoogLeNet", "GoogLeNetOutputs", "Inception"),
                     "network"),
     **dict.fromkeys(("StageInfo", "stage_info"), "stage_info"),
+    "fold_batch_norm": "folding",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -48,6 +48,7 @@ AUX_TAPS = {"inception4a": "aux1", "inception4d": "aux2"}
 # How BatchNorm's running variance mixes in each batch: "biased" (Flax's rule, the batch's
 # biased variance) or "unbiased" (torch's: times n / (n - 1) for n values per channel).
 BN_RUNNING_VARS = ("biased", "unbiased")
+BN_EPSILON = 1e-3  # torchvision's BasicConv2d: BatchNorm2d(eps=0.001)
 AUX_POOLED_SIZE = 4  # both variants' aux heads see a 4x4 map (fc1 takes 128 * 4 * 4)
 FEATURES_DIM = 1024  # inception5b's channels, globally pooled: the classifier's input
 # The sub-stages an Inception module records, named after its submodules ("pool" is the 3x3/1

@@ -94,7 +94,7 @@ class ConvBlock(nn.Module):
                                self.bias_init)
         if self.batch_norm:
             # torch momentum 0.1 == flax momentum 0.9.
-            self.bn = nn.BatchNorm(momentum=0.9, epsilon=1e-3, dtype=self.dtype, param_dtype=jnp.float32,
+            self.bn = nn.BatchNorm(momentum=0.9, epsilon=arch.BN_EPSILON, dtype=self.dtype, param_dtype=jnp.float32,
                                    axis_name=self.bn_axis_name)
 
     def weights(self, in_features: int):
@@ -240,6 +240,9 @@ class GoogLeNet(nn.Module):
       (N, 1024) that feed the classifier, for transfer learning and retrieval.
     An unknown stage name is a ValueError listing the names.
 
+    `batch_norm_folded=True` builds every BatchNorm block as a biased convolution (eval only):
+    the network `model.folding.fold_batch_norm` returns with its folded weights.
+
     `freeze_up_to` (a backbone stage name, "" for none) fixes that stage and every earlier
     one in training: their BatchNorm runs on its running statistics (which stay as they are)
     and no gradient flows into them. The optimizer must leave their parameters alone too
@@ -257,6 +260,7 @@ class GoogLeNet(nn.Module):
     bn_running_var: str = "biased"  # "unbiased": torch's running-variance rule (BN_RUNNING_VARS)
     forms: ComputeForms = ComputeForms()
     freeze_up_to: str = ""
+    batch_norm_folded: bool = False  # biased convolutions for BatchNorm's blocks: eval only (model/folding.py)
 
     def _check_input(self, x):
         arch.variant_spec(self.variant)
@@ -294,9 +298,12 @@ class GoogLeNet(nn.Module):
         if features and train:
             raise ValueError("features=True returns the pooled features of an eval-mode pass; "
                              "use train=False")
+        if self.batch_norm_folded and train:
+            raise ValueError("a GoogLeNet with BatchNorm folded into its convolutions runs in eval mode "
+                             "only: train the unfolded model")
         spec = arch.VARIANTS[self.variant]
         conv = functools.partial(
-            ConvBlock, batch_norm=spec.batch_norm, weight_init=spec.weight_init,
+            ConvBlock, batch_norm=spec.batch_norm and not self.batch_norm_folded, weight_init=spec.weight_init,
             bias_init=nn.initializers.constant(spec.conv_bias), bn_axis_name=self.bn_axis_name,
             bn_running_var=self.bn_running_var, dtype=self.dtype,
             cpu_conv_gradients=self.forms.cpu_conv_gradients)
