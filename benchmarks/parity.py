@@ -1,11 +1,17 @@
 """Prints the parity figures of the README: relative errors against the PyTorch references.
 
-    python benchmarks/parity.py [--json OUT.json]
+    python benchmarks/parity.py [--precision default|highest] [--json OUT.json]
 
 Same set-up as tests/test_parity.py (random weights, randomised BN statistics): eval
-logits in float32 at 224x224 and two odd sizes, train-mode logits and aux logits, and the
-worst per-tensor gradient error of CE(main) + 0.3 CE(aux1) + 0.3 CE(aux2) in float64.
+logits in float32 at 224x224 and two odd sizes (torchvision's also with BatchNorm folded),
+train-mode logits and aux logits, and the worst per-tensor gradient error of CE(main) + 0.3
+CE(aux1) + 0.3 CE(aux2) in float64.
 Relative error = ||ours - reference|| / ||reference||.
+
+Ours runs on JAX's default device (a GPU when there is one), the references on the CPU.
+`--precision` is JAX's default matmul precision for float32 convolutions and matmuls:
+"default" lets a GPU use TF32 (10-bit mantissa inputs) and a TPU bfloat16 passes, "highest"
+asks for full float32; on the CPU both are float32.
 """
 import argparse
 import json
@@ -22,6 +28,7 @@ import torch  # noqa: E402
 
 from googlenet_jax import GoogLeNet  # noqa: E402
 from googlenet_jax.convert import torchvision_to_flax  # noqa: E402
+from googlenet_jax.model import fold_batch_norm  # noqa: E402
 from googlenet_jax.model.losses import googlenet_loss  # noqa: E402
 
 import helpers as ref  # noqa: E402  (tests/helpers.py)
@@ -33,6 +40,7 @@ def eval_errors(variant):
     torch_net = ref.torch_reference(variant, seed=1).eval()
     variables = torchvision_to_flax(ref.state_dict_numpy(torch_net), variant=variant)
     net = GoogLeNet(variant=variant)
+    folded_net, folded = fold_batch_norm(net, variables)  # what the Classifier, evaluate and export run
     errors = {}
     for height, width in SIZES[variant]:
         x = ref.images(2, height, width, seed=2)
@@ -40,6 +48,9 @@ def eval_errors(variant):
             expected = torch_net(ref.to_nchw(x)).numpy()
         actual = jax.jit(lambda v, x: net.apply(v, x, train=False))(variables, x)
         errors[f"{height}x{width}"] = ref.relative_error(actual, expected)
+        if folded_net is not net:  # torchvision's: the paper variant has no BatchNorm
+            actual = jax.jit(lambda v, x: folded_net.apply(v, x, train=False))(folded, x)
+            errors[f"{height}x{width}_batch_norm_folded"] = ref.relative_error(actual, expected)
     return errors
 
 
@@ -79,9 +90,21 @@ def train_outputs(variant, dtype):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--precision", choices=("default", "highest"), default="default",
+                        help="jax.default_matmul_precision for the float32 runs (GPU: default is TF32)")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
-    report = {}
+    device = jax.devices()[0]
+    report = {"device": device.device_kind, "platform": device.platform, "precision": args.precision,
+              "jax_version": jax.__version__, "torch_version": torch.__version__}
+    with jax.default_matmul_precision(args.precision):
+        _measure(report)
+    print(json.dumps(report, indent=2))
+    if args.json:
+        pathlib.Path(args.json).write_text(json.dumps(report, indent=2))
+
+
+def _measure(report):
     for variant in ("torchvision", "paper"):
         report[variant] = {"eval_logits_float32": eval_errors(variant)}
         outputs, worst, median = train_outputs(variant, jnp.float32)
@@ -91,9 +114,6 @@ def main():
             outputs, worst, median = train_outputs(variant, jnp.float64)
         report[variant]["train_outputs_float64"] = outputs
         report[variant]["grad_float64_worst"], report[variant]["grad_float64_median"] = worst, median
-    print(json.dumps(report, indent=2))
-    if args.json:
-        pathlib.Path(args.json).write_text(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":
