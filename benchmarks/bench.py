@@ -2,31 +2,48 @@
 
     python benchmarks/bench.py [--device cpu|gpu] [--batch 32] [--image_size 224]
                                [--dtype float32|bfloat16] [--steps 5] [--repeats 5]
-                               [--levers merge_1x1,conv_gradients,separable_max_pool]
-                               [--no_torch] [--skip_torch_compile] [--no_onnx] [--json OUT.json]
+                               [--levers merge_1x1,conv_gradients,separable_max_pool,fold_batch_norm]
+                               [--no_jax] [--no_torch] [--no_torch_eager] [--skip_torch_compile]
+                               [--torch_compile_modes default,max-autotune,...]
+                               [--no_onnx] [--infer_only] [--json OUT.json]
 
 Model only: the same synthetic device-resident batch (random normal images, random labels)
 for every contestant, no input pipeline.
 - ours: the trainer's jitted train step (googlenet_jax.training.steps.train_step: both aux
   heads, CE(main) + 0.3 (CE(aux1) + CE(aux2)), BatchNorm statistic updates, SGD momentum 0.9
-  with weight decay 1e-4 on kernels, the state donated) and jitted eval-mode inference;
+  with weight decay 1e-4 on kernels, the state donated) and jitted eval-mode inference with
+  BatchNorm folded into the convolutions (as the Classifier, evaluate and export run it);
 - torchvision's googlenet, the same step (aux heads, the same loss, torch.optim.SGD with
-  momentum and weight decay) and inference (`torch.inference_mode`), in three modes: eager
-  NCHW, eager channels_last, and `torch.compile` of the model in channels_last. With
-  `--dtype bfloat16` every torch mode runs under bfloat16 autocast (AMP) and ours computes in
-  bfloat16 with float32 parameters;
+  momentum and weight decay) and inference (`torch.inference_mode`), in eager NCHW, eager
+  channels_last, and `torch.compile` of the model in channels_last, once per mode of
+  `--torch_compile_modes` (default, max-autotune, max-autotune-no-cudagraphs,
+  reduce-overhead). With `--dtype bfloat16` every torch mode runs under bfloat16 autocast
+  (AMP) and ours computes in bfloat16 with float32 parameters;
 - on the CPU in float32, `onnxruntime`: our ONNX export (`python -m googlenet_jax.export
   --format onnx`) run by onnxruntime with as many intra-op threads as cores, inference only.
 Compilation and warm-up are excluded from the throughput and reported on their own (ours:
-lower + compile of each function; torch.compile: its first call minus a steady-state call,
-with a fresh inductor cache). `--levers` adds, per lever named, a copy of ours traced with that
-speed lever replaced by the plain form (LEVERS below), and reports ours / that copy as
-`<lever>_train_gain` and `<lever>_infer_gain`.
-Each figure is the median over `--repeats` timed blocks of `--steps` calls, with min and
-max; the contestants take turns block by block, each round starting one contestant later, so
-a change in the machine's load hits them all alike. Peak memory: ours from XLA's compiled
-memory analysis (arguments, outputs and temporaries); on a GPU also the device's peak;
-torch's only on a GPU (CUDA allocator).
+lower + compile of each function, then its first call; torch: its first call, and for
+torch.compile its compile time, the first call minus a steady-state one, with a fresh inductor
+cache per process, though a later mode may reuse kernels an earlier one built). `--levers`
+adds, per lever named, a copy of ours traced with that speed lever replaced by the plain form
+(LEVERS below), and reports ours / that copy as `<lever>_train_gain` and `<lever>_infer_gain`.
+
+Order and timing: the contestants are built in stages, ours first, then the levers' copies,
+onnxruntime and eager torch; then each torch.compile mode (minutes each) as a stage of its
+own. After each stage every contestant built so far is timed in `--repeats` rounds, so a run
+cut off while torch.compile compiles still has the figures before it; a contestant built early
+has more blocks. In a round the contestants take turns, one block of `--steps` calls each,
+each round starting one contestant later, so a change in the machine's load hits them all
+alike. Each figure is the median over the contestant's blocks, with min and max.
+
+With `--json OUT` the result file is rewritten (atomically) when the run starts, after every
+contestant is warm and after every round, with `"complete": false` and `"rounds_done"`, and a
+last time with `"complete": true`; SIGTERM (as from `timeout`) or Ctrl-C stops the run, and
+the table and file then hold the figures so far.
+
+Peak memory: ours from XLA's compiled memory analysis (arguments, outputs and temporaries);
+on a GPU also the device's peak after warm-up (the process's peak so far, so a lever's copy
+reports at least ours'); torch's only on a GPU (CUDA allocator, per mode).
 Ratios (ours / the fastest torch mode for that job) are the figures that travel between
 machines; absolute numbers on a shared machine do not.
 """
@@ -37,10 +54,12 @@ import json
 import os
 import pathlib
 import platform
+import signal
 import statistics
 import sys
 import tempfile
 import time
+import traceback
 
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1]))
 from googlenet_jax.cli import quiet_tensorflow  # noqa: E402
@@ -55,15 +74,21 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
 from googlenet_jax.inference import onnx_export  # noqa: E402
-from googlenet_jax.model import ComputeForms, GoogLeNet  # noqa: E402
+from googlenet_jax.model import ComputeForms, GoogLeNet, fold_batch_norm  # noqa: E402
 from googlenet_jax.training import optim, steps  # noqa: E402
 from googlenet_jax.training.train_state import create_train_state  # noqa: E402
 
 AUX_WEIGHT = 0.3
 LEARNING_RATE, MOMENTUM, WEIGHT_DECAY = 0.01, 0.9, 1e-4
 NUM_CLASSES = 1000
-TORCH_MODES = {"torch": "eager NCHW", "torch_cl": "eager channels_last",
-               "torch_compile": "torch.compile channels_last"}
+# torch.compile's `mode` -> the contestant's name.
+COMPILE_MODES = {"default": "torch_compile", "max-autotune": "torch_compile_max_autotune",
+                 "max-autotune-no-cudagraphs": "torch_compile_max_autotune_no_cudagraphs",
+                 "reduce-overhead": "torch_compile_reduce_overhead"}
+EAGER_MODES = {"torch": "eager NCHW", "torch_cl": "eager channels_last"}
+TORCH_MODES = {**EAGER_MODES,
+               **{name: "torch.compile channels_last" if mode == "default" else f"torch.compile {mode} channels_last"
+                  for mode, name in COMPILE_MODES.items()}}
 
 
 # Speed levers that `--levers` undoes, one at a time, in extra copies of our contestants, to
@@ -72,7 +97,17 @@ LEVERS = {
     "merge_1x1": "merged_1x1",  # an Inception's input 1x1s as one convolution
     "separable_max_pool": "separable_max_pool",  # vs one reduce_window
     "conv_gradients": "cpu_conv_gradients",  # CPU: matmul forms vs XLA's own
+    "fold_batch_norm": None,  # inference only: BatchNorm folded into the convolutions vs run as is
 }
+
+
+class CutOff(BaseException):
+    """SIGTERM arrived: stop and report what was measured (a BaseException, like Ctrl-C's, so
+    that the handler of a failing contestant does not take it for one)."""
+
+
+def _cut_off(signum, frame):
+    raise CutOff()
 
 
 class Contestant:
@@ -80,6 +115,23 @@ class Contestant:
 
     def __init__(self, prefix, job, run, batch):
         self.prefix, self.job, self.run, self.batch, self.seconds = prefix, job, run, batch, []
+
+    @property
+    def name(self):
+        return f"{self.prefix}_{self.job}"
+
+    def warm_up(self, info):
+        """Three calls: the first (compilation, autotuning) and the third (steady state) timed into `info`."""
+        _progress(f"{self.name}: first call")
+        timed = []
+        for call in range(3):
+            start = time.perf_counter()
+            self.run()
+            if call != 1:  # the second call may still record (CUDA graphs) or tune
+                timed.append(time.perf_counter() - start)
+        info[f"{self.name}_first_call_s"], info[f"{self.name}_steady_call_s"] = timed
+        _progress(f"{self.name}: warm, first call {timed[0]:.1f}s, then {timed[1] * 1e3:.1f} ms")
+        return timed
 
     def time_block(self, steps_per_block):
         start = time.perf_counter()
@@ -89,7 +141,8 @@ class Contestant:
 
     def summary(self):
         rates = sorted(self.batch / s for s in self.seconds)
-        return {"img_s": statistics.median(rates), "img_s_min": rates[0], "img_s_max": rates[-1]}
+        return {"img_s": statistics.median(rates), "img_s_min": rates[0], "img_s_max": rates[-1],
+                "blocks": len(rates)}
 
 
 def synthetic_batch(batch, image_size):
@@ -103,11 +156,14 @@ def _progress(message):
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def _compiled(fn, *args, donate_argnums=()):
+def _compiled(name, info, fn, *args, donate_argnums=()):
+    _progress(f"{name}: compiling")
     start = time.perf_counter()
     compiled = jax.jit(fn, donate_argnums=donate_argnums).lower(*args).compile()
-    _progress(f"compiled ours in {time.perf_counter() - start:.1f}s")
-    return compiled, time.perf_counter() - start
+    info[f"{name}_compile_s"] = time.perf_counter() - start
+    info[f"{name}_memory_mb"] = _memory_mb(compiled)
+    _progress(f"{name}: compiled in {info[f'{name}_compile_s']:.1f}s")
+    return compiled
 
 
 def _memory_mb(compiled):
@@ -119,8 +175,10 @@ def _memory_mb(compiled):
     return total / 2**20
 
 
-def jax_contestants(images, labels, dtype, device, jobs, prefix="jax", forms=ComputeForms()):
-    """Our train step and inference (those in `jobs`), compiled, with their compile times and memory."""
+def jax_contestants(images, labels, dtype, device, jobs, info, prefix="jax", forms=ComputeForms(), fold=True):
+    """Our train step and inference (those in `jobs`), each yielded compiled and warm; compile
+    times, memory and first calls go into `info`. `fold`: inference with BatchNorm folded."""
+    _progress(f"{prefix}: initializing the model")
     model = GoogLeNet(num_classes=NUM_CLASSES, dtype=jnp.dtype(dtype), forms=forms)
     tx = optax.chain(optax.add_decayed_weights(WEIGHT_DECAY, mask=optim.weight_decay_mask),
                      optax.sgd(LEARNING_RATE, momentum=MOMENTUM))
@@ -132,32 +190,35 @@ def jax_contestants(images, labels, dtype, device, jobs, prefix="jax", forms=Com
         aux_weight=AUX_WEIGHT, label_smoothing=0.0, ema_decay=0.0, axis_name=None)
     # A copy: the train step donates (and so deletes) the state's own buffers.
     variables = jax.tree.map(jnp.copy, {"params": state.params, "batch_stats": state.batch_stats})
-    holder, info, contestants = {"state": state}, {}, []
+    holder = {"state": state}
+
+    def warm(contestant):
+        contestant.warm_up(info)
+        if device.platform == "gpu":  # after the first calls, which may allocate more than compiling
+            info[f"{prefix}_peak_memory_mb"] = device.memory_stats()["peak_bytes_in_use"] / 2**20
+        return contestant
 
     if "train" in jobs:
-        train, info[f"{prefix}_train_compile_s"] = _compiled(train_step, state, batch, donate_argnums=(0,))
-        info[f"{prefix}_train_memory_mb"] = _memory_mb(train)
+        train = _compiled(f"{prefix}_train", info, train_step, state, batch, donate_argnums=(0,))
 
         def train_once():
             holder["state"], metrics = train(holder["state"], batch)
             metrics["loss"].block_until_ready()
 
-        contestants.append(Contestant(prefix, "train", train_once, len(labels)))
+        yield warm(Contestant(prefix, "train", train_once, len(labels)))
     if "infer" in jobs:
-        infer, info[f"{prefix}_infer_compile_s"] = _compiled(
-            lambda v, x: model.apply(v, x, train=False), variables, batch["image"])
-        info[f"{prefix}_infer_memory_mb"] = _memory_mb(infer)
+        infer_model, infer_variables = fold_batch_norm(model, variables) if fold else (model, variables)
+        infer_variables = jax.device_put(infer_variables, device)
+        infer = _compiled(f"{prefix}_infer", info, lambda v, x: infer_model.apply(v, x, train=False),
+                          infer_variables, batch["image"])
 
         def infer_once():
-            infer(variables, batch["image"]).block_until_ready()
+            infer(infer_variables, batch["image"]).block_until_ready()
 
-        contestants.append(Contestant(prefix, "infer", infer_once, len(labels)))
-    if device.platform == "gpu":
-        info[f"{prefix}_peak_memory_mb"] = device.memory_stats()["peak_bytes_in_use"] / 2**20
-    return contestants, info
+        yield warm(Contestant(prefix, "infer", infer_once, len(labels)))
 
 
-def onnxruntime_contestant(images):
+def onnxruntime_contestant(images, info):
     """Our ONNX export (googlenet_jax/inference/onnx_export.py) of a random-weight model, run by
     onnxruntime on the CPU with as many intra-op threads as cores: CPU serving."""
     import onnxruntime
@@ -176,108 +237,197 @@ def onnxruntime_contestant(images):
     def infer_once():
         session.run(None, {"images": images})
 
-    infer_once()
-    _progress("onnxruntime infer warmed up")
-    return Contestant("onnxruntime", "infer", infer_once, len(images)), {
-        "onnxruntime_version": onnxruntime.__version__, "onnxruntime_threads": os.cpu_count()}
+    info.update(onnxruntime_version=onnxruntime.__version__, onnxruntime_threads=os.cpu_count())
+    contestant = Contestant("onnxruntime", "infer", infer_once, len(images))
+    contestant.warm_up(info)
+    yield contestant
 
 
-def torch_contestants(images, labels, dtype, device, modes, jobs):
-    """torchvision's googlenet train step and inference in each mode, warmed up."""
+def torch_contestants(images, labels, dtype, device, mode, jobs, info):
+    """torchvision's googlenet train step and inference in one mode (a TORCH_MODES name), each
+    yielded warm; for torch.compile its compile time goes into `info`."""
     import torch
     import torchvision
 
+    _progress(f"{mode}: building the model")
     torch_device = "cuda" if device == "gpu" else "cpu"
     torch.backends.cudnn.benchmark = True  # what a performance-minded torch user sets
     sync = torch.cuda.synchronize if device == "gpu" else (lambda: None)
-    nchw = torch.from_numpy(images.transpose(0, 3, 1, 2).copy()).to(torch_device)
+    info["torch_version"], info["torch_threads"] = torch.__version__, torch.get_num_threads()
+    x = torch.from_numpy(images.transpose(0, 3, 1, 2).copy()).to(torch_device)
     targets = torch.from_numpy(labels.astype(np.int64)).to(torch_device)
     cross_entropy = torch.nn.functional.cross_entropy
-    contestants, info = [], {}
-    for mode in modes:
-        torch.manual_seed(0)
-        net = torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=True).to(torch_device)
-        x = nchw
-        if mode != "torch":
-            net = net.to(memory_format=torch.channels_last)
-            x = nchw.contiguous(memory_format=torch.channels_last)
-        optimizer = torch.optim.SGD(net.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM,
-                                    weight_decay=WEIGHT_DECAY)
-        module = torch.compile(net) if mode == "torch_compile" else net
+    torch.manual_seed(0)
+    net = torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=True).to(torch_device)
+    if mode != "torch":
+        net = net.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(net.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+    compile_mode = {name: m for m, name in COMPILE_MODES.items()}.get(mode)
+    module, step_begin = net, (lambda: None)
+    if compile_mode:
+        # Every mode's train and eval graphs share one code object's cache: room for all of them.
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+        module = torch.compile(net, mode=None if compile_mode == "default" else compile_mode)
+        step_begin = torch.compiler.cudagraph_mark_step_begin  # CUDA graph modes: a new iteration
 
-        def autocast():
-            return torch.autocast(torch_device, dtype=torch.bfloat16, enabled=dtype == "bfloat16")
+    def autocast():
+        return torch.autocast(torch_device, dtype=torch.bfloat16, enabled=dtype == "bfloat16")
 
-        def train_once(module=module, net=net, optimizer=optimizer, x=x):
-            net.train()
-            with autocast():
-                out = module(x)
-                loss = cross_entropy(out.logits, targets) + AUX_WEIGHT * (
-                    cross_entropy(out.aux_logits1, targets) + cross_entropy(out.aux_logits2, targets))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            sync()
+    def train_once():
+        step_begin()
+        net.train()
+        with autocast():
+            out = module(x)
+            loss = cross_entropy(out.logits, targets) + AUX_WEIGHT * (
+                cross_entropy(out.aux_logits1, targets) + cross_entropy(out.aux_logits2, targets))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        sync()
 
-        def infer_once(module=module, net=net, x=x):
-            net.eval()
-            with torch.inference_mode(), autocast():
-                module(x)
-            sync()
+    def infer_once():
+        step_begin()
+        net.eval()
+        with torch.inference_mode(), autocast():
+            module(x)
+        sync()
 
-        for job, run in (("train", train_once), ("infer", infer_once)):
-            if job not in jobs:
-                continue
-            first = time.perf_counter()
-            run()
-            first = time.perf_counter() - first
-            steady = time.perf_counter()
-            run()
-            steady = time.perf_counter() - steady
-            if mode == "torch_compile":
-                info[f"torch_compile_{job}_compile_s"] = first - steady
-            _progress(f"{mode} {job} warmed up ({first:.1f}s first call)")
-            contestants.append(Contestant(mode, job, run, len(labels)))
-        if device == "gpu":
-            info[f"{mode}_peak_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
-            torch.cuda.reset_peak_memory_stats()
-    if "torch_compile" in modes:
-        info["torch_compile_s"] = sum(info[f"torch_compile_{job}_compile_s"] for job in jobs)
-    info["torch_version"], info["torch_threads"] = torch.__version__, torch.get_num_threads()
-    return contestants, info
+    for job, run in (("train", train_once), ("infer", infer_once)):
+        if job in jobs:
+            contestant = Contestant(mode, job, run, len(labels))
+            first, steady = contestant.warm_up(info)
+            if compile_mode:
+                info[f"{mode}_{job}_compile_s"] = first - steady
+            yield contestant
+    if device == "gpu":
+        info[f"{mode}_peak_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        torch.cuda.reset_peak_memory_stats()
 
 
-def report(args, contestants, info, device):
+def report(args, contestants, info, device, rounds_done=0, complete=False):
+    """The result from what has been measured so far: contestants without a timed block are
+    left out (and listed as `untimed`), ratios and gains only where both sides have figures."""
     result = {"device": device.device_kind, "platform": device.platform, "batch": args.batch,
               "image_size": args.image_size, "dtype": args.dtype,
               "date": datetime.date.today().isoformat(), "jax_version": jax.__version__,
               "cpu_count": os.cpu_count(), "machine": platform.machine(),
               "steps_per_block": args.steps, "repeats": args.repeats, "levers": args.levers,
-              "xla_flags": os.environ.get("XLA_FLAGS", "")}
+              "torch_compile_modes": args.torch_compile_modes,
+              "xla_flags": os.environ.get("XLA_FLAGS", ""),
+              "jax_compilation_cache": jax.config.jax_compilation_cache_dir or "",
+              "complete": complete, "rounds_done": rounds_done,
+              "untimed": [c.name for c in contestants if not c.seconds]}
     for contestant in contestants:
-        for key, value in contestant.summary().items():
-            result[f"{contestant.prefix}_{contestant.job}_{key}"] = value
+        if contestant.seconds:
+            for key, value in contestant.summary().items():
+                result[f"{contestant.name}_{key}"] = value
     result.update(info)
+    for mode in COMPILE_MODES.values():  # a mode's whole compile time, once every job has one
+        times = [info.get(f"{mode}_{job}_compile_s") for job in _jobs(args)]
+        if all(t is not None for t in times):
+            result[f"{mode}_s"] = sum(times)
     for job in ("train", "infer"):
         torch_rates = {mode: result[f"{mode}_{job}_img_s"] for mode in TORCH_MODES
                        if f"{mode}_{job}_img_s" in result}
         if torch_rates:
             best = max(torch_rates, key=torch_rates.get)
             result[f"best_torch_{job}"] = TORCH_MODES[best]
-            result[f"{job}_ratio_vs_best_torch"] = result[f"jax_{job}_img_s"] / torch_rates[best]
-            if f"onnxruntime_{job}_img_s" in result:
-                result[f"onnxruntime_{job}_ratio_vs_best_torch"] = (result[f"onnxruntime_{job}_img_s"]
-                                                                   / torch_rates[best])
+            for prefix, key in (("jax", f"{job}_ratio_vs_best_torch"),
+                                ("onnxruntime", f"onnxruntime_{job}_ratio_vs_best_torch")):
+                if f"{prefix}_{job}_img_s" in result:
+                    result[key] = result[f"{prefix}_{job}_img_s"] / torch_rates[best]
         for lever in args.levers.split(","):
-            if lever:  # what the lever gives: ours with it / ours without it
-                without = result[f"jax_without_{lever}_{job}_img_s"]
-                result[f"{lever}_{job}_gain"] = result[f"jax_{job}_img_s"] / without
+            ours, without = result.get(f"jax_{job}_img_s"), result.get(f"jax_without_{lever}_{job}_img_s")
+            if lever and ours and without:  # what the lever gives: ours with it / ours without it
+                result[f"{lever}_{job}_gain"] = ours / without
     return result
+
+
+class Recorder:
+    """The contestants built so far and their info; `save()` writes the result file atomically,
+    so a run cut off at any point leaves a valid file with what it measured."""
+
+    def __init__(self, args, device):
+        self.args, self.device = args, device
+        self.contestants, self.info, self.rounds_done = [], {}, 0
+
+    def save(self, complete=False):
+        result = report(self.args, self.contestants, self.info, self.device, self.rounds_done, complete)
+        if self.args.json:
+            path = pathlib.Path(self.args.json)
+            temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            temporary.write_text(json.dumps(result, indent=2))
+            os.replace(temporary, path)
+        return result
+
+    def build(self, stage):
+        """Adds every contestant of `stage` ((name, generator of warm contestants) pairs), saving
+        after each; one that fails is reported under `errors` and the others go on."""
+        for name, generator in stage:
+            try:
+                for contestant in generator:
+                    self.contestants.append(contestant)
+                    self.save()
+            except Exception as error:  # e.g. out of memory, or a torch.compile mode this device lacks
+                traceback.print_exc()
+                _progress(f"{name}: failed, going on without it")
+                self.info.setdefault("errors", []).append(f"{name}: {type(error).__name__}: {error}"[:500])
+                self.save()
+
+    def time_rounds(self, rounds, steps_per_block):
+        for _ in range(rounds):
+            # Each round starts one contestant later: whoever follows torch's blocks (its OpenMP
+            # threads spin a while after a call) is a different contestant each round.
+            start = self.rounds_done % len(self.contestants)
+            began = time.perf_counter()
+            for contestant in self.contestants[start:] + self.contestants[:start]:
+                contestant.time_block(steps_per_block)
+            self.rounds_done += 1
+            self.save()
+            _progress(f"round {self.rounds_done} done: {len(self.contestants)} contestants "
+                      f"in {time.perf_counter() - began:.1f}s")
+
+
+def _jobs(args):
+    return ("infer",) if args.infer_only else ("train", "infer")
+
+
+def stages(args, images, labels, device, platform_name, info):
+    """The contestants' (name, generator) pairs in the order they are built, in stages: ours first
+    (so a run cut off keeps the main figures), the quick ones together, then each torch.compile
+    mode alone. Generators run nothing until iterated."""
+    jobs, quick = _jobs(args), []
+    if not args.no_jax:
+        quick.append(("jax", jax_contestants(images, labels, args.dtype, device, jobs, info)))
+        for lever in filter(None, args.levers.split(",")):
+            prefix = f"jax_without_{lever}"
+            if LEVERS[lever] is None:  # fold_batch_norm: inference only
+                copy = jax_contestants(images, labels, args.dtype, device, ("infer",), info, prefix=prefix,
+                                       fold=False)
+            else:
+                copy = jax_contestants(images, labels, args.dtype, device, jobs, info, prefix=prefix,
+                                       forms=ComputeForms(**{LEVERS[lever]: False}))
+            quick.append((prefix, copy))
+    if not (args.no_jax or args.no_onnx) and platform_name == "cpu" and args.dtype == "float32":
+        quick.append(("onnxruntime", onnxruntime_contestant(images, info)))
+    if args.no_torch:
+        return [quick]
+
+    def torch_mode(mode):
+        return mode, torch_contestants(images, labels, args.dtype, platform_name, mode, jobs, info)
+
+    if not args.no_torch_eager:
+        quick += [torch_mode(mode) for mode in EAGER_MODES]
+    compiled = [] if args.skip_torch_compile else [[torch_mode(COMPILE_MODES[mode])]
+                                                   for mode in filter(None, args.torch_compile_modes.split(","))]
+    return [stage for stage in [quick, *compiled] if stage]
 
 
 def print_table(result):
     print(f"\n{result['device']}, batch {result['batch']}, {result['image_size']}x{result['image_size']}, "
-          f"{result['dtype']} (img/s, median of {result['repeats']} blocks [min, max])")
+          f"{result['dtype']} (img/s, median of the blocks [min, max]; {result['rounds_done']} rounds"
+          f"{'' if result['complete'] else ', cut off before the end'})")
     names = {"jax": "googlenet_jax (jit)",
              **{f"jax_without_{lever}": f"googlenet_jax without {lever}" for lever in LEVERS},
              **{k: f"torchvision {v}" for k, v in TORCH_MODES.items()},
@@ -286,8 +436,8 @@ def print_table(result):
         for prefix, label in names.items():
             key = f"{prefix}_{job}_img_s"
             if key in result:
-                print(f"  {job:5s} {label:42s} {result[key]:9.1f}  "
-                      f"[{result[key + '_min']:.1f}, {result[key + '_max']:.1f}]")
+                print(f"  {job:5s} {label:50s} {result[key]:9.1f}  "
+                      f"[{result[key + '_min']:.1f}, {result[key + '_max']:.1f}] of {result[f'{prefix}_{job}_blocks']}")
         for lever in LEVERS:
             if f"{lever}_{job}_gain" in result:
                 print(f"  {job:5s} {lever} gives x{result[f'{lever}_{job}_gain']:.2f}")
@@ -296,9 +446,11 @@ def print_table(result):
                   f"x{result[f'{job}_ratio_vs_best_torch']:.2f}")
         if f"onnxruntime_{job}_ratio_vs_best_torch" in result:
             print(f"  {job:5s} onnxruntime / best torch: x{result[f'onnxruntime_{job}_ratio_vs_best_torch']:.2f}")
+    if result["untimed"]:
+        print(f"  not timed: {', '.join(result['untimed'])}")
 
 
-def main():
+def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=("cpu", "gpu"), default=None,
                         help="default: the GPU when JAX sees one, else the CPU")
@@ -306,10 +458,15 @@ def main():
     parser.add_argument("--image_size", type=int, default=224)
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     parser.add_argument("--steps", type=int, default=5, help="calls per timed block")
-    parser.add_argument("--repeats", type=int, default=5, help="timed blocks per contestant")
+    parser.add_argument("--repeats", type=int, default=5, help="timing rounds after each stage")
+    parser.add_argument("--no_jax", action="store_true", help="time torch only")
     parser.add_argument("--no_torch", action="store_true", help="time ours only")
+    parser.add_argument("--no_torch_eager", action="store_true",
+                        help="leave out torch's eager modes (NCHW and channels_last)")
     parser.add_argument("--skip_torch_compile", action="store_true",
                         help="leave out torch.compile (its compilation takes minutes on a small CPU)")
+    parser.add_argument("--torch_compile_modes", default="default",
+                        help=f"comma-separated torch.compile modes, each a contestant: {', '.join(COMPILE_MODES)}")
     parser.add_argument("--levers", default="",
                         help=f"comma-separated speed levers to measure, each by an extra copy of ours "
                              f"without it: {', '.join(LEVERS)}")
@@ -317,48 +474,49 @@ def main():
                         help="leave out onnxruntime (it runs our ONNX export on the CPU, float32 only)")
     parser.add_argument("--infer_only", action="store_true",
                         help="time inference only (skips every train step and its compilation)")
-    parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--json", help="also write the results to this file, rewritten as they come")
     args = parser.parse_args()
-    levers = [name for name in args.levers.split(",") if name]
-    unknown = sorted(set(levers) - set(LEVERS))
-    if unknown:
-        parser.error(f"--levers: unknown lever(s) {', '.join(unknown)}; known: {', '.join(LEVERS)}")
+    for flag, known in (("levers", LEVERS), ("torch_compile_modes", COMPILE_MODES)):
+        unknown = sorted(set(filter(None, getattr(args, flag).split(","))) - set(known))
+        if unknown:
+            parser.error(f"--{flag}: unknown {', '.join(unknown)}; known: {', '.join(known)}")
     if args.batch < 1 or args.image_size < 15 or args.steps < 1 or args.repeats < 1:
         parser.error("--batch, --steps and --repeats must be positive and --image_size at least 15")
+    if args.no_jax and args.no_torch:
+        parser.error("--no_jax and --no_torch leave nothing to time")
+    return parser, args
+
+
+def main():
+    parser, args = parse_args()
     platform_name = args.device or ("gpu" if jax.default_backend() == "gpu" else "cpu")
     try:
         device = jax.devices(platform_name)[0]
     except RuntimeError as error:
         parser.error(f"--device {platform_name}: JAX has no such device ({error})")
 
-    jobs = ("infer",) if args.infer_only else ("train", "infer")
+    signal.signal(signal.SIGTERM, _cut_off)
+    recorder = Recorder(args, device)
+    recorder.save()  # the settings, before anything compiles
     images, labels = synthetic_batch(args.batch, args.image_size)
-    contestants, info = jax_contestants(images, labels, args.dtype, device, jobs)
-    for lever in levers:
-        more, lever_info = jax_contestants(images, labels, args.dtype, device, jobs, prefix=f"jax_without_{lever}",
-                                           forms=ComputeForms(**{LEVERS[lever]: False}))
-        contestants += more
-        info.update(lever_info)
-    if not args.no_onnx and platform_name == "cpu" and args.dtype == "float32":
-        contestant, onnx_info = onnxruntime_contestant(images)
-        contestants.append(contestant)
-        info.update(onnx_info)
-    if not args.no_torch:
-        modes = [m for m in TORCH_MODES if not (args.skip_torch_compile and m == "torch_compile")]
-        more, torch_info = torch_contestants(images, labels, args.dtype, platform_name, modes, jobs)
-        contestants += more
-        info.update(torch_info)
-    for repeat in range(args.repeats):
-        # Each round starts one contestant later: whoever follows torch's blocks (its OpenMP
-        # threads spin a while after a call) is a different contestant each round.
-        start = repeat % len(contestants)
-        for contestant in contestants[start:] + contestants[:start]:
-            contestant.time_block(args.steps)
-    result = report(args, contestants, info, device)
+    complete = False
+    try:
+        for stage in stages(args, images, labels, device, platform_name, recorder.info):
+            recorder.build(stage)
+            if recorder.contestants:
+                recorder.time_rounds(args.repeats, args.steps)
+        complete = True
+    except (CutOff, KeyboardInterrupt):
+        _progress("cut off: reporting the figures so far")
+    result = recorder.save(complete)
     print_table(result)
-    print(json.dumps(result, indent=2))
     if args.json:
-        pathlib.Path(args.json).write_text(json.dumps(result, indent=2))
+        print(f"\nwrote {args.json}")
+    else:
+        print(json.dumps(result, indent=2))
+    if not complete:  # at once: JAX's and torch's teardown can outlast `timeout -k`'s grace
+        sys.stdout.flush()
+        os._exit(1)
 
 
 if __name__ == "__main__":
