@@ -3,10 +3,10 @@
 In eval mode a ConvBlock computes relu(BN(x * k)) with BN(y) = (y - mean) * s + offset and
 s = scale / sqrt(var + eps), per output channel. That is relu(x * (k s) + (offset - mean s)):
 a convolution with kernel k s and a bias, and no BatchNorm. `fold_batch_norm` rewrites the
-weights that way (computed in float64, stored in the weights' dtype) and returns the network built with biased
-convolutions (`GoogLeNet(batch_norm_folded=True)`), which computes the same function up to
-float rounding with a multiply-add less per activation. The paper variant has no BatchNorm
-and comes back unchanged.
+weights that way (computed in float64, stored in the weights' dtype) and returns the network
+built with biased convolutions (`GoogLeNet(batch_norm_folded=True)`), which computes the same
+function up to float rounding with a multiply-add less per activation. The paper variant has
+no BatchNorm and comes back unchanged.
 """
 from __future__ import annotations
 
