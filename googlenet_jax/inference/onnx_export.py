@@ -37,12 +37,6 @@ def import_onnx():
     return onnx
 
 
-def folded_conv(block: Mapping[str, Any], stats: Mapping[str, Any] | None) -> tuple[np.ndarray, np.ndarray]:
-    """(kernel OIHW, bias) float32 of a ConvBlock's parameters, BatchNorm folded in when it has one."""
-    kernel, bias = folding.fold_block(block, stats)
-    return kernel.transpose(3, 2, 0, 1), bias  # HWIO -> OIHW
-
-
 class _Graph:
     """Nodes and initializers with generated names."""
 
@@ -65,7 +59,8 @@ class _Graph:
 
     def conv_block(self, x: str, name: str, block, stats, kernel_size: int, stride: int = 1,
                    padding: int = 0) -> str:
-        kernel, bias = folded_conv(block, stats)
+        kernel, bias = folding.fold_block(block, stats)  # BatchNorm folded in when the block has one
+        kernel = kernel.transpose(3, 2, 0, 1)  # HWIO -> OIHW
         y = self.node("Conv", [x, self.constant(f"{name}/kernel", kernel), self.constant(f"{name}/bias", bias)],
                       hint=name, kernel_shape=[kernel_size] * 2, strides=[stride] * 2, pads=[padding] * 4)
         return self.node("Relu", [y], hint=f"{name}/relu")

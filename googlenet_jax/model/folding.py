@@ -49,9 +49,7 @@ def fold_batch_norm(model, variables: Mapping[str, Any]):
     """(model, variables) -> (the eval-only model with biased convolutions, {"params": folded}).
 
     Raises ValueError for variables without the BatchNorm statistics the model needs."""
-    if model.batch_norm_folded:
-        return model, variables
-    if not variant_spec(model.variant).batch_norm:
+    if model.batch_norm_folded or not variant_spec(model.variant).batch_norm:  # nothing to fold
         return model, variables
     if "batch_stats" not in variables:
         raise ValueError("folding BatchNorm needs the variables' batch_stats (running mean and variance)")

@@ -20,7 +20,7 @@ def parse_steps(text: str) -> tuple[int, int] | None:
         return None
     match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", text)
     first, last = (int(match[1]), int(match[2] or match[1])) if match else (0, 0)
-    if not match or not 1 <= first <= last:
+    if not 1 <= first <= last:
         raise ValueError(f"config.profile_steps must be '' (off), 'A' or 'A-B' with 1 <= A <= B, got {text!r}")
     return first, last
 
