@@ -14,12 +14,14 @@ On top of that this module:
 - keeps the newest `keep` steps. An old step first leaves the step namespace in one atomic
   operation, so an interrupted delete never looks like a step: a rename to `<step>.deleting`
   on a local disk, the deletion of its commit marker on object storage;
-- turns a failed save (disk full, read-only folder) into one line naming what to do.
+- turns a failed save (disk full, read-only folder) into one line naming what to do, without
+  the flood of tracebacks orbax's closed event loop would print around it.
 """
 from __future__ import annotations
 
 import os
 import re
+import sys
 from typing import Any, Callable, Optional
 
 import jax
@@ -52,6 +54,30 @@ def _one_line(error: BaseException) -> str:
         return reason.group(0)
     first = text.splitlines()[0] if text else ""
     return f"{type(error).__name__}: {first[:200]}" if first else type(error).__name__
+
+
+def _is_callback_into_a_closed_loop(unraisable: Any) -> bool:
+    error = unraisable.exc_value
+    return isinstance(error, RuntimeError) and str(error) == "Event loop is closed"
+
+
+def _drop_callbacks_into_closed_loops() -> None:
+    """Silences one kind of noise a failed save makes. When one array write fails, orbax closes
+    its asyncio loop while tensorstore is still finishing the other writes; each of those
+    completions calls back into the closed loop and tensorstore prints the RuntimeError as an
+    unraisable exception: hundreds of identical tracebacks for one full disk, some of them after
+    the run's one-line error. They say nothing the first failure did not. Every other unraisable
+    exception is printed as before. Installed once per process."""
+    previous = sys.unraisablehook
+    if getattr(previous, "drops_callbacks_into_closed_loops", False):
+        return
+
+    def hook(unraisable: Any) -> None:
+        if not _is_callback_into_a_closed_loop(unraisable):
+            previous(unraisable)
+
+    hook.drops_callbacks_into_closed_loops = True
+    sys.unraisablehook = hook
 
 
 def model_difference(metadata: Any, abstract_state: Any) -> Optional[str]:
@@ -121,6 +147,7 @@ class Checkpointer:
                 os.rename(folder, target)
 
     def _open_manager(self) -> None:
+        _drop_callbacks_into_closed_loops()
         try:
             paths.check_bucket(self.directory)  # TensorFlow's makedirs hangs without one
             self._manager = ocp.CheckpointManager(
