@@ -2,7 +2,7 @@
 
     python benchmarks/parity.py [--precision default|highest] [--json OUT.json]
 
-Same set-up as tests/test_parity.py (random weights, randomised BN statistics): eval
+Same set-up as tests/parity/test_model_parity.py (random weights, randomised BN statistics): eval
 logits in float32 at 224x224 and two odd sizes (torchvision's also with BatchNorm folded),
 train-mode logits and aux logits, and the worst per-tensor gradient error of CE(main) + 0.3
 CE(aux1) + 0.3 CE(aux2) in float64.

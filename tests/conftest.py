@@ -16,7 +16,7 @@ from googlenet_jax.cli import quiet_tensorflow  # the standard library only: JAX
 
 # Must happen before JAX starts its backend.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
-# With libtpu installed (requirements-dev.txt, for tests/test_aot.py) JAX tries a TPU backend
+# With libtpu installed (requirements-dev.txt, for tests/training/test_tpu_compile.py) JAX tries a TPU backend
 # first: without a TPU that logs libtpu errors in every process and holds /tmp/libtpu_lockfile.
 # The tests run on the CPU; test_aot compiles for TPUs without a TPU backend.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
@@ -42,7 +42,7 @@ assert jax.device_count() == 8, jax.devices()
 @pytest.fixture(scope="session")
 def jax_cache():
     """The session's persistent compilation cache (above), for runs that name it explicitly:
-    runs with the same shapes and settings (tests/test_train_cli.py, tests/test_durability.py)
+    runs with the same shapes and settings (tests/commands/test_train.py, tests/commands/test_train_durability.py)
     compile their steps once."""
     return os.environ["JAX_COMPILATION_CACHE_DIR"]
 
@@ -79,16 +79,26 @@ def photo_folder(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def digits_reference(tmp_path_factory, jax_cache):
+def digits_data_dir(tmp_path_factory):
+    """A tfds data_dir holding the embedded digits, prepared once for the session (train.py
+    prepares them on its first run into a data_dir that lacks them)."""
+    from googlenet_jax import data
+
+    data_dir = tmp_path_factory.mktemp("digits_data")
+    data.get_dataset_info("sklearn_digits", str(data_dir))  # builds it
+    return data_dir
+
+
+@pytest.fixture(scope="session")
+def digits_reference(tmp_path_factory, jax_cache, digits_data_dir):
     """{"workdir", "data_dir", "proc"}: helpers.DIGITS_RUN uninterrupted, checkpoints at steps
     4 and 8, and its CompletedProcess.
 
-    The one reference of tests/test_durability.py and tests/test_gcs.py, and the straight run
-    of tests/test_train_cli.py (one run instead of one a file): how often a run checkpoints
+    The one reference of tests/commands/test_train_durability.py and tests/commands/test_gcs.py, and the straight run
+    of tests/commands/test_train.py (one run instead of one a file): how often a run checkpoints
     does not change where it ends, which the first two files' interrupted runs (every 2 steps)
     check bit for bit against this one (every 4 steps)."""
-    root = tmp_path_factory.mktemp("digits_reference")
-    workdir, data_dir = root / "workdir", root / "data"
+    workdir, data_dir = tmp_path_factory.mktemp("digits_reference") / "workdir", digits_data_dir
     proc = helpers.run_command(["train.py", *helpers.DIGITS_RUN, f"--config.data_dir={data_dir}",
                                 "--config.checkpoint_every_steps=4", "--workdir", workdir], cache_dir=jax_cache)
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]

@@ -20,12 +20,26 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # ----------------------------------------------------------------------------- commands
 
 
+# Fake CPU devices of the commands the tests run: sharding is not what they test (test_parallel.py,
+# test_checkpointing.py and test_launch.py test it), and a step on 8 fake devices of 2 cores takes
+# about 4 times as long as on 2.
+COMMAND_DEVICES = 2
+
+
+def command_env(cache_dir=None, *, devices=COMMAND_DEVICES, base=None) -> dict:
+    """The environment of a command run by a test: this session's (quiet TensorFlow, the CPU),
+    `devices` fake CPU devices, and every compiled program kept in `cache_dir` (the session's
+    compilation cache when None)."""
+    env = dict(os.environ if base is None else base, JAX_NUM_CPU_DEVICES=str(devices))
+    env.update(JAX_COMPILATION_CACHE_DIR=str(cache_dir or os.environ["JAX_COMPILATION_CACHE_DIR"]),
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    return env
+
+
 def run_command(args, *, cache_dir=None, check=True, timeout=900, env=None):
-    """Runs `python ARGS...` from the repository root; returns the CompletedProcess."""
-    env = dict(os.environ if env is None else env)  # keeps the 8 fake devices
-    if cache_dir is not None:
-        env.update(JAX_COMPILATION_CACHE_DIR=str(cache_dir), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-                   JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    """Runs `python ARGS...` from the repository root with command_env(cache_dir), or `env`;
+    returns the CompletedProcess."""
+    env = command_env(cache_dir) if env is None else env
     proc = subprocess.run([sys.executable, *map(str, args)], env=env, cwd=REPO, capture_output=True,
                           text=True, timeout=timeout, check=False)
     if check:
@@ -44,13 +58,14 @@ FINETUNE_ARGS = [
     "--config.optimizer.weight_decay=0.01", f"--config.freeze_up_to={FREEZE_UP_TO}", "--config.ema_decay=0.5",
 ]
 
-# The 8-step run on the embedded digits at 32x32 (batch 16 = 2 per fake device) that
-# tests/test_durability.py and tests/test_gcs.py interrupt, damage and resume; conftest's
-# `digits_reference` is the uninterrupted one both compare with. A constant learning rate, so
-# runs of any length compile the very same step (tests/test_train_cli.py uses these shapes too).
+# The 8-step run of the tiny test network (architecture.TEST_VARIANTS) on the embedded digits at
+# 32x32, batch 16, that tests/commands/test_train_durability.py, test_gcs.py and
+# test_train_signals.py interrupt, damage and resume; conftest's `digits_reference` is the
+# uninterrupted one they compare with. A constant learning rate, so runs of any length compile
+# the very same step (tests/commands/test_train.py uses these shapes too).
 DIGITS_STEPS = 8
 DIGITS_RUN = [
-    "--config.image_size=32", "--config.batch_size=16", "--config.eval_batch_size=40",
+    "--config.model.variant=tiny", "--config.image_size=32", "--config.batch_size=16", "--config.eval_batch_size=40",
     "--config.log_every_steps=1", "--config.optimizer.schedule=constant",
     "--config.optimizer.warmup_epochs=0", f"--config.num_train_steps={DIGITS_STEPS}",
     "--config.ema_decay=0.9", "--config.keep_checkpoints=2",
@@ -160,6 +175,35 @@ class TinyNet(nn.Module):
         return (logits, aux1, aux2) if train else logits
 
 
+class Linear(nn.Module):
+    """logits = flatten(image) @ kernel + bias: a network whose every gradient has a closed form
+    (softmax cross-entropy's gradient with respect to the logits is (softmax - one_hot) / B)."""
+
+    num_classes: int
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        return nn.Dense(self.num_classes, name="fc")(x.reshape(x.shape[0], -1))
+
+
+def softmax(z) -> np.ndarray:
+    """Softmax over the last axis, in numpy (float64 for float64 input)."""
+    z = z - z.max(-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(-1, keepdims=True)
+
+
+def jit_train_step(model, tx, lr_fn, *, ema_decay):
+    """steps.train_step on one device, aux weight 0.3 and no label smoothing, jitted."""
+    import jax
+
+    from googlenet_jax.training import steps
+
+    return jax.jit(lambda s, b: steps.train_step(
+        s, b, model=model, tx=tx, learning_rate_fn=lr_fn, aux_weight=0.3, label_smoothing=0.0,
+        ema_decay=ema_decay, axis_name=None))
+
+
 def tiny_batch(n: int, size: int, seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.RandomState(seed)
     return {"image": rng.randn(n, size, size, 3).astype(np.float32),
@@ -192,12 +236,8 @@ class BackgroundCommand:
         """Starts `command` (a full argv) with the session's environment and `cache_dir`."""
         import threading
 
-        env = dict(os.environ)  # keeps the 8 fake devices
-        if cache_dir is not None:
-            env.update(JAX_COMPILATION_CACHE_DIR=str(cache_dir), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-                       JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
-        self.proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, start_new_session=True)
+        self.proc = subprocess.Popen(command, cwd=REPO, env=command_env(cache_dir), stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, start_new_session=True)
         self.lines, self.error_lines = [], []
         self._readers = [threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True),
                          threading.Thread(target=lambda: self.error_lines.extend(self.proc.stderr), daemon=True)]

@@ -125,6 +125,7 @@ def train_batches(*, dataset: str, data_dir: str | None, split: str, global_batc
     base = part.dataset
     load = part.load
     if cache:
+        @preprocess.graph_function
         def decode(record):
             ex = part.load(record)
             return {"image": preprocess.decode_image(ex["image"]), "label": ex["label"]}
@@ -133,6 +134,7 @@ def train_batches(*, dataset: str, data_dir: str | None, split: str, global_batc
     shuffle_base = _base_seed(seed, process_index, 0)
     example_base = _base_seed(seed, process_index, 1)
 
+    @preprocess.graph_function
     def epoch(e):
         shuffle_seed = _derived_seed(shuffle_base, e)[0]
         ds = base.shuffle(min(shuffle_buffer, n), seed=shuffle_seed, reshuffle_each_iteration=False)
@@ -141,6 +143,7 @@ def train_batches(*, dataset: str, data_dir: str | None, split: str, global_batc
     first_epoch, offset = divmod(start_step * batch, n)
     ds = tf.data.Dataset.range(first_epoch, _ENDLESS).flat_map(epoch).skip(offset)
 
+    @preprocess.graph_function
     def prepare(position, record):
         ex = load(record)
         image = train_preprocess(ex["image"], _derived_seed(example_base, position),
@@ -176,6 +179,7 @@ def _cached_eval_dataset(dataset, data_dir, split, image_size, normalization, cr
 
 
 def _eval_examples(part, image_size, normalization, crops, resize_size) -> tf.data.Dataset:
+    @preprocess.graph_function
     def prepare(record):
         ex = part.load(record)
         image = eval_preprocess(ex["image"], image_size=image_size, normalization=normalization,

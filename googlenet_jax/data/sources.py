@@ -232,7 +232,8 @@ def _tfds_read(builder, split: str) -> tf.data.Dataset:
         split=split, shuffle_files=False,
         decoders={image_key: tfds.decode.SkipDecoding()},
         read_config=tfds.ReadConfig(try_autocache=False, interleave_cycle_length=1))
-    return ds.map(lambda ex: {"image": ex[image_key], "label": tf.cast(ex[label_key], tf.int64)})
+    return ds.map(tf.autograph.experimental.do_not_convert(
+        lambda ex: {"image": ex[image_key], "label": tf.cast(ex[label_key], tf.int64)}))
 
 
 def _split_size(builder, split: str) -> int:

@@ -110,6 +110,10 @@ class Variant:
     conv_bias: float  # Caffe initialises conv biases to 0.2
     classifier_bias_init: Callable[[int], Callable]  # fan_in -> init, for both classifiers
     aux_fc1_bias_init: Callable[[int], Callable]  # fan_in -> init
+    # The widths: Table 1's for both variants; only the test-only "tiny" network changes them.
+    stem_features: tuple[int, int, int] = (64, 64, 192)  # conv1, conv2, conv3
+    inception_table: tuple = INCEPTION_TABLE
+    aux_features: tuple[int, int] = (128, 1024)  # the aux heads' 1x1 conv and fc1
 
 
 VARIANTS = {
@@ -125,24 +129,43 @@ VARIANTS = {
 }
 
 
+# For tests only, not a model to train (flax's ImageNet example keeps `_ResNet1` the same way):
+# the torchvision variant's code paths (stem, BatchNorm, max pools, Inception modules, both aux
+# heads and their taps, classifier) at a few channels, so that the tests of the machinery
+# (checkpoints, signals, several processes, commands) compile in seconds, not minutes.
+_TINY_INCEPTION = InceptionChannels(8, 8, 8, 4, 8, 8)
+TEST_VARIANTS = {
+    "tiny": dataclasses.replace(
+        VARIANTS["torchvision"], stem_features=(8, 8, 16), aux_features=(8, 16),
+        inception_table=(("inception4a", _TINY_INCEPTION), ("inception4d", _TINY_INCEPTION))),
+}
+
+
 def variant_spec(variant: str) -> Variant:
-    """VARIANTS[variant], or a ValueError naming the variants."""
-    if variant not in VARIANTS:
+    """The variant's description, or a ValueError naming the variants."""
+    spec = VARIANTS.get(variant) or TEST_VARIANTS.get(variant)
+    if spec is None:
         raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
-    return VARIANTS[variant]
+    return spec
+
+
+def known_variant(variant: str) -> bool:
+    """Whether `variant` names a variant (a user's or the test-only one)."""
+    return variant in VARIANTS or variant in TEST_VARIANTS
 
 
 def backbone(variant: str) -> tuple[tuple[str, Conv | MaxPool | LRN | InceptionChannels], ...]:
     """The layers from the image to inception5b, in order: (stage name, layer)."""
     spec = variant_spec(variant)
     lrn = (LRN(),) if spec.lrn else ()
-    stem = [("conv1", Conv(64, 7, stride=2, padding=3)), ("pool1", MaxPool(3, 2)),
+    conv1, conv2, conv3 = spec.stem_features
+    stem = [("conv1", Conv(conv1, 7, stride=2, padding=3)), ("pool1", MaxPool(3, 2)),
             *(("lrn1", layer) for layer in lrn),
-            ("conv2", Conv(64, 1)), ("conv3", Conv(192, 3, padding=1)),
+            ("conv2", Conv(conv2, 1)), ("conv3", Conv(conv3, 3, padding=1)),
             *(("lrn2", layer) for layer in lrn),
             ("pool2", MaxPool(3, 2))]
     pools = iter((("pool3", MaxPool(3, 2)), ("pool4", MaxPool(spec.pool4_kernel, 2))))
-    body = [next(pools) if entry is None else entry for entry in INCEPTION_TABLE]
+    body = [next(pools) if entry is None else entry for entry in spec.inception_table]
     return tuple(stem + body)
 
 

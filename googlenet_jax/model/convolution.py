@@ -11,7 +11,7 @@ per kernel tap. `conv2d` therefore computes, on the CPU only:
 - everything else (forward KxK convolutions, their input gradients, the strided stem) as
   XLA's own.
 These are the same sums in another order: equal to `jax.grad` of `lax.conv_general_dilated`
-up to rounding (tests/test_convolution.py checks it in float64). On other platforms (cuDNN,
+up to rounding (tests/model/test_convolution.py checks it in float64). On other platforms (cuDNN,
 TPU) the convolution and its gradients are XLA's own.
 """
 from __future__ import annotations

@@ -186,7 +186,8 @@ class Inception(nn.Module):
 
 
 class AuxHead(nn.Module):
-    """Auxiliary classifier: avg pool -> 4x4, 1x1 conv 128, fc 1024 + ReLU, dropout, fc."""
+    """Auxiliary classifier: avg pool -> 4x4, 1x1 conv 128, fc 1024 + ReLU, dropout, fc
+    (`features`: the conv's and fc1's widths)."""
 
     num_classes: int
     conv_block: Callable[..., nn.Module]
@@ -196,6 +197,7 @@ class AuxHead(nn.Module):
     fc1_bias_init: Callable[[int], Callable]
     classifier_bias_init: Callable[[int], Callable]
     dtype: Any = jnp.float32
+    features: tuple[int, int] = (128, 1024)
 
     @nn.compact
     def __call__(self, x, *, train: bool):
@@ -208,15 +210,16 @@ class AuxHead(nn.Module):
                     f"the paper variant's aux heads need a 12 to 14 pixel 4a/4d feature map (224x224 "
                     f"input gives 14), got {x.shape[1]}x{x.shape[2]} after their 5x5/3 pool; use "
                     f"aux_logits=False or variant='torchvision' at this input size")
-        x = self.conv_block(128, 1, name="conv")(x, train=train)
+        conv_features, fc1_features = self.features
+        x = self.conv_block(conv_features, 1, name="conv")(x, train=train)
         # torch flattens (C, H, W); we flatten (H, W, C), and the weight converter permutes
         # fc1's input rows to match.
         x = x.reshape(x.shape[0], -1)
         dense = functools.partial(nn.Dense, dtype=self.dtype, param_dtype=jnp.float32,
                                   kernel_init=self.weight_init)
-        x = nn.relu(dense(1024, bias_init=self.fc1_bias_init(x.shape[-1]), name="fc1")(x))
+        x = nn.relu(dense(fc1_features, bias_init=self.fc1_bias_init(x.shape[-1]), name="fc1")(x))
         x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
-        return dense(self.num_classes, bias_init=self.classifier_bias_init(1024), name="fc2")(x)
+        return dense(self.num_classes, bias_init=self.classifier_bias_init(fc1_features), name="fc2")(x)
 
 
 class GoogLeNet(nn.Module):
@@ -301,7 +304,7 @@ class GoogLeNet(nn.Module):
         if self.batch_norm_folded and train:
             raise ValueError("a GoogLeNet with BatchNorm folded into its convolutions runs in eval mode "
                              "only: train the unfolded model")
-        spec = arch.VARIANTS[self.variant]
+        spec = arch.variant_spec(self.variant)
         conv = functools.partial(
             ConvBlock, batch_norm=spec.batch_norm and not self.batch_norm_folded, weight_init=spec.weight_init,
             bias_init=nn.initializers.constant(spec.conv_bias), bn_axis_name=self.bn_axis_name,
@@ -343,7 +346,8 @@ class GoogLeNet(nn.Module):
             if run_aux and name in arch.AUX_TAPS and (not features_only or arch.AUX_TAPS[name] in capture):
                 head = AuxHead(
                     self.num_classes, conv, spec.aux_pool, self.aux_dropout_rate, spec.weight_init,
-                    spec.aux_fc1_bias_init, spec.classifier_bias_init, self.dtype, name=arch.AUX_TAPS[name])
+                    spec.aux_fc1_bias_init, spec.classifier_bias_init, self.dtype, spec.aux_features,
+                    name=arch.AUX_TAPS[name])
                 stages[arch.AUX_TAPS[name]] = head(x, train=train)
             if features_only and stop_at in (name, arch.AUX_TAPS.get(name)):
                 return _picked(stages, capture)

@@ -161,7 +161,7 @@ def _table_rows(traced: Trace, variant: str, image_size: int, num_classes: int) 
 
     features = rows[-1]["output_size"]
     pooled = (1, 1, features[-1])
-    rate = arch.VARIANTS[variant].dropout_rate  # GoogLeNet's dropout_rate=None: the variant's own
+    rate = arch.variant_spec(variant).dropout_rate  # GoogLeNet's dropout_rate=None: the variant's own
     logits = (1, 1, traced.shapes["fc"][-1])
     rows += [row("avg pool", "avg pool", "avgpool", pooled, patch=features[:2], stride=1),  # global
              row("dropout", f"dropout ({rate:.0%})", "dropout", pooled),
@@ -185,7 +185,7 @@ def _notes(traced: Trace, rows: list, variant: str, image_size: int, num_classes
     paths = [path for path, _ in jax.tree_util.tree_flatten_with_path(traced.params)[0]]
     if any(entry.key == "bn" for path in paths for entry in path):
         notes.append("convolutions carry BatchNorm scales and offsets (2 per channel) instead of biases.")
-    if arch.VARIANTS[variant].lrn:
+    if arch.variant_spec(variant).lrn:
         notes.append("LRN after pool1 and after conv3 has no parameters and no row, as in Table 1.")
     notes.append("params here include every bias and BatchNorm term; Table 1's K is 1024 parameters, "
                  "its M 10^6 multiply-adds.")

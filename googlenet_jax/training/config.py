@@ -26,7 +26,7 @@ COMPUTE_DTYPES = ("float32", "bfloat16", "float64")
 
 _CHOICES: Mapping[str, tuple[Any, ...]] = {
     "normalization": NORMALIZATIONS,
-    "model.variant": tuple(architecture.VARIANTS),
+    "model.variant": (*architecture.VARIANTS, *architecture.TEST_VARIANTS),
     "model.dtype": COMPUTE_DTYPES,
     "optimizer.name": optim.OPTIMIZERS,
     "optimizer.weight_decay_params": optim.WEIGHT_DECAY_PARAMS,

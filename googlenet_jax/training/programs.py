@@ -64,12 +64,11 @@ def build(config: ml_collections.ConfigDict, par: parallel.Parallel, *, num_clas
     tx = optim.create_optimizer(config, learning_rate_fn,
                                 frozen=stages_up_to(config.model.variant, config.freeze_up_to))
     model = create_model(config, num_classes=num_classes, bn_axis_name=par.bn_axis_name)
-    create_state = functools.partial(
-        train_state_lib.create_train_state, model, tx, seed=config.seed,
-        image_size=config.image_size, use_ema=config.ema_decay > 0,
-        param_dtype=jnp.float64 if config.model.dtype == "float64" else jnp.float32)
-    try:
-        abstract_state = jax.eval_shape(create_state)  # traces only: no compilation yet
+    state_options = dict(seed=config.seed, image_size=config.image_size, use_ema=config.ema_decay > 0,
+                         param_dtype=jnp.float64 if config.model.dtype == "float64" else jnp.float32)
+    create_state = functools.partial(train_state_lib.create_train_state, model, tx, **state_options)
+    try:  # traces only: no compilation yet
+        abstract_state = jax.eval_shape(train_state_lib.initial_state_fn(model, tx, **state_options))
     except ValueError as e:  # the model rejects the input size or variant
         raise ConfigError(f"model: {e}") from e
     train_step = par.compile_train_step(functools.partial(

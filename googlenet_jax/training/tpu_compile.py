@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 # The libtpu that jax[tpu] pins for requirements.txt's jax (jax 0.10.2 asks for libtpu==0.0.42.*);
-# requirements-dev.txt installs the same (tests/test_aot.py checks both).
+# requirements-dev.txt installs the same (tests/training/test_tpu_compile.py checks both).
 LIBTPU_REQUIREMENT = "libtpu==0.0.42.1"
 # Only the schedule's constants depend on the epoch length; the dataset itself is never read.
 NOMINAL_TRAIN_EXAMPLES = {"imagenet2012": 1_281_167}

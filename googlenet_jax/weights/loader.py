@@ -172,7 +172,7 @@ def load(path: str | os.PathLike, *, transform_input: bool | None = None, use_av
     if transform_input is not None:
         info = dataclasses.replace(info, transform_input=bool(transform_input))
     info = dataclasses.replace(info, source=source, path=path)
-    if info.variant not in arch.VARIANTS:
+    if not arch.known_variant(info.variant):
         raise WeightsError(f"{path}: unknown variant {info.variant!r}")
     check_variables(variables, info, path)
     model = network.GoogLeNet(

@@ -40,7 +40,7 @@ TORCH_INSTALL = "pip install torch==2.14.1 torchvision==0.29.1"
 
 def _conv_entries(path: str, prefix: str, variant: str) -> list:
     entries = [(f"{prefix}.conv.weight", f"params/{path}/conv/kernel", "conv")]
-    if arch.VARIANTS[variant].batch_norm:
+    if arch.variant_spec(variant).batch_norm:
         entries += [
             (f"{prefix}.bn.weight", f"params/{path}/bn/scale", "copy"),
             (f"{prefix}.bn.bias", f"params/{path}/bn/bias", "copy"),

@@ -250,3 +250,22 @@ def test_eval_cache_gives_the_same_batches(folder):
         for x, y in zip(plain, cached):
             np.testing.assert_array_equal(x["image"], y["image"])
             np.testing.assert_array_equal(x["mask"], y["mask"])
+
+
+def test_the_augment_configs_area_and_aspect_ranges_bound_the_train_crop(tmp_path):
+    """AugmentConfig's min/max area and aspect reach the Inception crop: area 1 and aspect 2 on a
+    16x8 image leave one box, the whole image, for every example."""
+    root = str(tmp_path)
+    rows, cols = np.mgrid[0:8, 0:16]
+    ramp = np.stack([16 * cols, 32 * rows, np.full_like(rows, 7)], axis=-1).astype(np.uint8)
+    os.makedirs(f"{root}/train/x")
+    Image.fromarray(ramp).save(f"{root}/train/x/a.png")
+    augment = data.AugmentConfig(min_area=1.0, max_area=1.0, min_aspect=2.0, max_aspect=2.0, flip=False)
+    it = data.train_batches(split="train", data_dir=root, global_batch_size=4, seed=0, augment=augment, **ARGS)
+    images = next(it)["image"] + MEAN  # 4 stream positions, 4 crop seeds
+    # The whole 8x16 image to 8x8 by bilinear with half-pixel centres: output column i samples
+    # input column 2i + 0.5, the mean of columns 2i and 2i + 1; rows stay.
+    expected = np.stack([np.broadcast_to(16 * (2 * np.arange(8) + 0.5), (8, 8)),
+                         np.broadcast_to(32 * np.arange(8)[:, None], (8, 8)), np.full((8, 8), 7.0)], axis=-1)
+    for image in images:
+        np.testing.assert_allclose(image, expected, atol=1e-3)

@@ -4,8 +4,8 @@ A tiny ILSVRC 2012 in its distribution format is cut from real photos: ILSVRC201
 holds one `<wnid>.tar` per class of `<wnid>_<n>.JPEG` files, ILSVRC2012_img_val.tar holds
 `ILSVRC2012_val_<8 digits>.JPEG` files. Two training files carry names that tfds's builder
 special-cases, as in the real archive: a PNG saved as .JPEG and a CMYK JPEG. train.py with
-configs/imagenet_torchvision.py prepares it with tfds's own code, trains 2 steps and
-evaluates. References: tfds's shipped label files read directly, and our own construction.
+configs/imagenet_torchvision.py prepares it with tfds's own code, trains the tiny test network
+2 steps and evaluates. References: tfds's shipped label files read directly, and our own construction.
 """
 import io
 import json
@@ -45,8 +45,9 @@ TRAIN = {
 # the image number only for a run of names starting at 1 (as in the full archive).
 VAL = {f"ILSVRC2012_val_{i:08d}.JPEG": ("camera" if i == 4 else "astronaut", 40 + 4 * i, 52)
        for i in (1, 2, 3, 4)}
+# The tiny test network: the subject here is the data path, not the network.
 SMALL = [
-    "--config.image_size=32", "--config.batch_size=8", "--config.eval_batch_size=8",
+    "--config.model.variant=tiny", "--config.image_size=32", "--config.batch_size=8", "--config.eval_batch_size=8",
     "--config.num_train_steps=2", "--config.log_every_steps=1", "--config.eval_every_steps=1",
     "--config.checkpoint_every_steps=2", "--config.cache=False",
 ]

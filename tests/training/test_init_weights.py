@@ -1,7 +1,7 @@
 """config.init_weights: fine-tuning a 1000-class torchvision .pth onto a 3-class image folder.
 
 The run is conftest's `finetuned_workdir`; that the weights it loads are the .pth's, bit for
-bit, is checked on its frozen stages in tests/test_freeze.py. Here: the classifiers are new,
+bit, is checked on its frozen stages in tests/commands/test_train_freeze.py. Here: the classifiers are new,
 bad weights fail before training, and a workdir or a converted orbax checkpoint starts a run
 from exactly its arrays.
 """

@@ -9,7 +9,8 @@ from googlenet_jax.training import config as config_validation
 from googlenet_jax.training import optim
 from googlenet_jax.training.config import ConfigError
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import REPO
+
 CONFIG_NAMES = ["demo", "imagenet_torchvision", "imagenet_paper", "gpu", "tpu_pod", "tpu_pod_lars"]
 
 

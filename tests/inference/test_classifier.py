@@ -14,11 +14,13 @@ import pytest
 import torch
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from PIL import Image
+from torchvision import transforms
 from torchvision.models import GoogLeNet_Weights
 
 import googlenet_jax
 from googlenet_jax import inference
-from googlenet_jax.model.input_spec import IMAGENET_STD
+from googlenet_jax.model.input_spec import IMAGENET_MEAN, IMAGENET_STD
+from googlenet_jax.weights.info import info_from_config
 
 import helpers
 
@@ -168,3 +170,52 @@ def test_paper_weights_use_the_caffe_mean_pixel(tmp_path):
     np.testing.assert_allclose(clf.predict(clf.preprocess(image)), expected.numpy(), rtol=2e-2)
     top = clf([image], top_k=3)[0]
     assert [p.index for p in top] == list(np.argsort(-expected.numpy()[0])[:3])
+
+
+def test_a_workdirs_eval_crop_fraction_sets_the_classifiers_resize():
+    """A model trained with eval_crop_fraction=1 is served the whole center square, as its runs
+    evaluated it: torchvision's Resize(S) and CenterCrop(S), not the default 256/224 resize."""
+    config = {"num_classes": 3, "image_size": 32, "eval_crop_fraction": 1.0, "normalization": "torchvision",
+              "dataset": "image_folder", "model": {"variant": "tiny", "transform_input": False}}
+    model = googlenet_jax.GoogLeNet(num_classes=3, variant="tiny")
+    # Random values of the traced shapes: preprocessing needs a Classifier, not a trained (or compiled) one.
+    shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), np.zeros((1, 32, 32, 3), np.float32), train=False))
+    variables = jax.tree.map(lambda s: np.ones(s.shape, np.float32), shapes)
+    info = info_from_config(config, ("a", "b", "c"))
+    clf = googlenet_jax.Classifier(googlenet_jax.LoadedModel(model, variables, info))
+    image = Image.open(helpers.photo("coffee")).convert("RGB")  # 600x400: the crop cuts the longer side
+    expected = transforms.Compose([transforms.Resize(32), transforms.CenterCrop(32), transforms.ToTensor(),
+                                   transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])(image).numpy().transpose(1, 2, 0)
+    levels = np.abs(clf.preprocess(image)[0] - expected) * PIXEL_STD  # measured: max 0.67, mean 0.26
+    assert levels.max() <= MAX_LEVELS and levels.mean() <= MEAN_LEVELS, (levels.max(), levels.mean())
+
+
+def test_use_average_false_serves_a_workdirs_raw_parameters(tmp_path):
+    """Classifier(workdir, use_average=False) runs the raw parameters of a run that kept a Polyak
+    average; by default the average."""
+    from flax import traverse_util
+
+    from configs import demo
+    from googlenet_jax.training import checkpointing
+    from googlenet_jax.training.train_state import TrainState
+
+    config = demo.get_config()
+    config.model.variant, config.image_size = "tiny", 32
+    (tmp_path / "config.json").write_text(config.to_json())
+    model = googlenet_jax.GoogLeNet(num_classes=config.num_classes, variant="tiny")
+    shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), np.zeros((1, 32, 32, 3), np.float32), train=False))
+    rng = np.random.default_rng(2)
+    variables = jax.tree.map(lambda s: rng.uniform(0.5, 1.5, s.shape).astype(np.float32), shapes)
+    averaged = jax.tree.map(lambda p: p * 0.5, variables["params"])
+    state = TrainState(step=np.int32(3), params=variables["params"], batch_stats=variables["batch_stats"],
+                       opt_state={}, ema_params=averaged, rng=np.zeros(2, np.uint32))
+    saver = checkpointing.Checkpointer(tmp_path / "checkpoints", every_steps=1, keep=1)
+    saver.save(3, state)
+    saver.wait()
+    saver.close()
+    for use_average, expected in ((False, variables["params"]), (True, averaged)):
+        clf = googlenet_jax.Classifier(tmp_path, use_average=use_average, fold_batch_norm=False)
+        got, want = traverse_util.flatten_dict(clf.variables["params"]), traverse_util.flatten_dict(expected)
+        assert got.keys() == want.keys()
+        for key in want:
+            np.testing.assert_array_equal(np.asarray(got[key]), want[key], err_msg=f"{use_average}: {key}")

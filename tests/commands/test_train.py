@@ -1,8 +1,8 @@
 """train.py end to end (a real subprocess, the real CLI) on the embedded digits at 32x32.
 
 Three short runs share one persistent compilation cache so that only the first compiles:
-  straight: 8 steps in one go (conftest's `digits_reference`, which tests/test_durability.py
-    and tests/test_gcs.py run too: one run for the three files);
+  straight: 8 steps in one go (conftest's `digits_reference`, which tests/commands/test_train_durability.py
+    and tests/commands/test_gcs.py run too: one run for the three files);
   first + resumed: 4 steps, then the same command with 8 steps in the same workdir.
 Resuming must continue exactly: same data position, same dropout keys, same parameters. The
 resumed run also writes a profile of two of its steps (config.profile_steps).
@@ -16,11 +16,11 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from helpers import DIGITS_RUN, DIGITS_STEPS
+import helpers
+from helpers import DIGITS_RUN, DIGITS_STEPS, REPO
 
 pytestmark = pytest.mark.slow  # subprocesses and training runs
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN = os.path.join(REPO, "train.py")
 CHECKPOINT_EVERY = 4  # N: the resume test compares 2N straight steps with N + N
 assert 2 * CHECKPOINT_EVERY == DIGITS_STEPS  # the straight run is `digits_reference`
@@ -32,11 +32,7 @@ PROFILED = "6-7"  # the resumed run traces these steps (config.profile_steps)
 
 
 def _train(*args, cache_dir, check=True):
-    env = dict(os.environ,  # keeps conftest's 8 fake devices
-               JAX_COMPILATION_CACHE_DIR=str(cache_dir),
-               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
-    proc = subprocess.run([sys.executable, TRAIN, *map(str, args)], env=env, cwd=REPO,
+    proc = subprocess.run([sys.executable, TRAIN, *map(str, args)], env=helpers.command_env(cache_dir), cwd=REPO,
                           capture_output=True, text=True, timeout=900)
     if check:
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -146,7 +142,7 @@ def _flatten(tree, prefix=""):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--config.batch_size=12"], "does not divide over 8 devices"),
+    (["--config.batch_size=13"], f"does not divide over {helpers.COMMAND_DEVICES} devices"),
     (["--config.num_classes=7"], "has 10 classes"),
     (["--config.nonexistent_field=1"], "bad --config override"),
 ])

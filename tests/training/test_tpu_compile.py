@@ -23,7 +23,7 @@ from googlenet_jax import aot, cli, parallel  # noqa: E402
 from googlenet_jax.model import ComputeForms  # noqa: E402
 from googlenet_jax.training import programs, steps, tpu_compile  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 TOPOLOGY = "v5e:2x2"  # 4 chips of 16 GiB, one host
 CHIPS = 4
 SMALL = ["--config.image_size=32", "--config.batch_size=16", "--config.eval_batch_size=16",

@@ -10,10 +10,8 @@ from googlenet_jax import data
 
 
 @pytest.fixture(scope="module")
-def digits_dir(tmp_path_factory):
-    d = str(tmp_path_factory.mktemp("tfds"))
-    data.get_dataset_info("sklearn_digits", d)  # builds it
-    return d
+def digits_dir(digits_data_dir):
+    return str(digits_data_dir)
 
 
 def _reference_digits():

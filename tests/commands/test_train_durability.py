@@ -1,9 +1,9 @@
 """Runs that are preempted, killed, damaged or poisoned: real train.py processes, real signals,
 real orbax files.
 
-Every run trains the embedded digits at 32x32 on the 8 fake devices with one shared
+Every run trains the tiny test network on the embedded digits at 32x32 on 2 fake devices with one shared
 compilation cache (only the first run compiles). The reference is one uninterrupted 8-step
-run (conftest's `digits_reference`, shared with tests/test_gcs.py); the interrupted runs must
+run (conftest's `digits_reference`, shared with tests/commands/test_gcs.py); the interrupted runs must
 end bit for bit where it ends: parameters, BatchNorm statistics, optimizer state and Polyak
 average.
 """
@@ -30,11 +30,11 @@ pytestmark = pytest.mark.slow  # subprocesses and training runs
 class Run(helpers.BackgroundCommand):
     """A train.py subprocess with the runs' flags, its output collected as the command runs."""
 
-    def __init__(self, workdir, *args, cache_dir, data_dir, max_file_mb=None):
+    def __init__(self, workdir, *args, cache_dir, data_dir, max_file_kb=None):
         command = [sys.executable, "train.py", *RUN, f"--config.data_dir={data_dir}", *map(str, args),
                    "--workdir", str(workdir)]
-        if max_file_mb:  # no file may grow past this: writes fail (SIGXFSZ ignored) as on a full disk
-            command = ["bash", "-c", f"ulimit -f {max_file_mb * 1024}; trap '' XFSZ; exec \"$@\"", "bash",
+        if max_file_kb:  # no file may grow past this: writes fail (SIGXFSZ ignored) as on a full disk
+            command = ["bash", "-c", f"ulimit -f {max_file_kb}; trap '' XFSZ; exec \"$@\"", "bash",
                        *command]
         self._start(command, cache_dir)
 
@@ -236,13 +236,14 @@ def test_skip_policy_completes_and_counts_the_skipped_step(env):
 
 
 def test_a_failed_save_is_one_line_and_loses_nothing(env, reference):
-    """A full disk, played by a 20 MB file-size limit (a checkpoint's array file is larger):
+    """A full disk, played by a 16 KB file-size limit (the tiny network's checkpoint metadata and
+    its larger array files are larger; the run's other files are smaller):
     the writes fail as they would with ENOSPC. The error is the last line, and the hundreds of
     writes still pending when the first one failed do not each print a traceback."""
     workdir = env["root"] / "full"
     shutil.copytree(reference, workdir)
     shutil.rmtree(workdir / "checkpoints" / "8")
-    run = _run(env, workdir, "--config.checkpoint_every_steps=2", max_file_mb=20).finish()
+    run = _run(env, workdir, "--config.checkpoint_every_steps=2", max_file_kb=16).finish()
     assert run.proc.returncode != 0
     assert run.last_error_line == (
         f"train.py: error: saving checkpoint step 6 to {workdir / 'checkpoints'} failed (File too large); "

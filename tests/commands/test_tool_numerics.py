@@ -1,6 +1,6 @@
 """The tools' options that change numbers, from the command line, against torchvision's own
 model: `--transform_input`, `export --dtype bfloat16`, and `convert` on the torchvision variant
-both ways. (The paper variant's round trip is in tests/test_convert.py.)"""
+both ways. (The paper variant's round trip is in tests/weights/test_torch_layout.py.)"""
 import copy
 import json
 

@@ -1,7 +1,7 @@
 """Looking inside the network: capture, features_only and stage_info, held to torchvision's hooks.
 
 The stage outputs themselves are compared with torchvision, stage by stage, by the parity tool
-(tests/test_parity_tool.py reads them through `capture`); here: what capture returns, that a
+(tests/parity/test_compare.py reads them through `capture`); here: what capture returns, that a
 features-only call really stops where it says, and the stage shapes against torch's.
 """
 import functools

@@ -25,7 +25,7 @@ PAPER_AUX_WEIGHT = 0.3  # the paper's weight of each auxiliary loss
 
 def _config_aux_weight() -> float:
     """The aux weight of the paper-recipe training config, which the loss must use."""
-    path = pathlib.Path(__file__).parents[1] / "configs" / "imagenet_paper.py"
+    path = pathlib.Path(ref.REPO) / "configs" / "imagenet_paper.py"
     spec = importlib.util.spec_from_file_location("imagenet_paper_config", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -6,8 +6,8 @@ The state is the TrainState of GoogLeNet's first Inception module (inception3a w
 BatchNorm statistics, SGD momentum and a Polyak average): the TrainState the trainer saves,
 of a network small enough to save and restore 8 times in seconds. The reference is the state
 that was saved: after the move every array must be bit for bit the same, on every device of
-the new topology. (tests/test_multiprocess.py resumes a 2-process checkpoint in 1 process
-with train.py itself; tests/test_durability.py resumes whole GoogLeNet runs.)
+the new topology. (tests/commands/test_launch.py resumes a 2-process checkpoint in 1 process
+with train.py itself; tests/commands/test_train_durability.py resumes whole GoogLeNet runs.)
 """
 import functools
 

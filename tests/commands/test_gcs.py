@@ -2,9 +2,9 @@
 --workdir gs://..., killed and resumed, a damaged step, a bucket that does not exist, and the
 tools reading --weights gs://... and writing --out gs://....
 
-Every run trains the embedded digits at 32x32 on the 8 fake devices with the session's
+Every run trains the tiny test network on the embedded digits at 32x32 on 2 fake devices with the session's
 compilation cache. The independent reference is one uninterrupted run into a local folder
-(conftest's `digits_reference`, shared with tests/test_durability.py; it checkpoints every 4
+(conftest's `digits_reference`, shared with tests/commands/test_train_durability.py; it checkpoints every 4
 steps, these runs every 2): the runs on the emulator must end bit for bit where it ends. The test reads what the runs
 stored through the emulator's own API, never through the code under test.
 """
@@ -21,6 +21,7 @@ import pytest
 
 from googlenet_jax.weights.files import restore_as_numpy
 
+import helpers
 from gcs_emulator import GcsEmulator
 from helpers import DIGITS_RUN, REPO, photo
 from helpers import DIGITS_STEPS as STEPS
@@ -42,9 +43,7 @@ def gcs():
 @pytest.fixture(scope="module")
 def env(tmp_path_factory, jax_cache, gcs, digits_reference):
     root = tmp_path_factory.mktemp("gcs")
-    environment = dict(os.environ, **gcs.env, JAX_COMPILATION_CACHE_DIR=str(jax_cache),
-                       JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-                       JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    environment = helpers.command_env(jax_cache, base=dict(os.environ, **gcs.env))
     # The reference's data folder: the digits are prepared once.
     return {"environ": environment, "data_dir": digits_reference["data_dir"], "root": root}
 
