@@ -137,20 +137,20 @@ MUTANTS = [
     Mutant("BatchNorm folded without its epsilon", "googlenet_jax/model/folding.py",
            'scale = bn["scale"] / np.sqrt(bn["var"] + BN_EPSILON)', 'scale = bn["scale"] / np.sqrt(bn["var"])',
            ("tests/parity/test_model_parity.py::test_folded_batch_norm_matches_torchvision_in_float64",)),
-    # audit: training, evaluation, commands
+    # Config fields reaching the path a user runs, and what a run's files carry.
     Mutant("model_info ignores eval_crop_fraction", "googlenet_jax/weights/info.py",
            'input_spec.eval_resize_size(image_size, config["eval_crop_fraction"])',
            "input_spec.eval_resize_size(image_size)",
-           ("tests/commands/test_written_files.py::"
-            "test_model_info_holds_the_eval_resize_that_eval_crop_fraction_asks_for",)),
+           ("tests/inference/test_classifier.py::test_a_workdirs_eval_crop_fraction_sets_the_classifiers_resize",
+            "tests/commands/test_train.py::test_model_info_holds_the_eval_resize_that_eval_crop_fraction_asks_for")),
     Mutant("train scalars logged at checkpoint steps only", "googlenet_jax/training/trainer.py",
            "if done % config.log_every_steps == 0 or is_last:",
            "if done % config.checkpoint_every_steps == 0 or is_last:",
-           ("tests/commands/test_written_files.py::"
+           ("tests/commands/test_train.py::"
             "test_tensorboard_has_train_scalars_at_every_log_step_and_eval_scalars_at_the_end",)),
     Mutant("final train_loss is the main head's loss", "googlenet_jax/training/trainer.py",
            '"train_loss": host_metrics.get("loss"),', '"train_loss": host_metrics.get("loss_main"),',
-           ("tests/commands/test_written_files.py::"
+           ("tests/commands/test_train.py::"
             "test_final_metrics_report_the_last_steps_training_loss_and_evaluation",)),
     Mutant("older config.json refused on resume", "googlenet_jax/training/trainer.py",
            "        return _field(saved, dotted)\n    except KeyError:",
@@ -159,13 +159,13 @@ MUTANTS = [
     Mutant("nan_max_consecutive_skips left at its default", "googlenet_jax/training/trainer.py",
            "nonfinite.NonFiniteGuard(config.nan_policy, config.nan_max_consecutive_skips,",
            "nonfinite.NonFiniteGuard(config.nan_policy, 10,",
-           ("tests/training/test_trainer.py::"
-            "test_nan_max_consecutive_skips_stops_a_skipping_run_after_that_many_in_a_row",)),
+           ("tests/commands/test_train_durability.py::"
+            "test_the_skip_policy_stops_after_nan_max_consecutive_skips_in_a_row",)),
     Mutant("multi-crop eval takes a workdir's batch", "googlenet_jax/evaluation.py",
            "images = workdir_batch if (crops == 1 and workdir_batch) else",
            "images = workdir_batch if workdir_batch else",
            (f"{EVALUATION}::test_default_batch_size_takes_a_workdirs_eval_batch_for_one_crop_only",)),
-    # audit: model, weights, inference, data
+    # Options reaching the served model and its input, and what an export's FILE.json carries.
     Mutant("FILE.json std on the 0..1 scale", "googlenet_jax/model/input_spec.py",
            "tuple(255.0 * s for s in IMAGENET_STD)", "IMAGENET_STD",
            ("tests/inference/test_serving.py::test_file_json_mean_and_std_turn_pixels_into_the_models_input",)),

@@ -235,6 +235,18 @@ def test_skip_policy_completes_and_counts_the_skipped_step(env):
         assert np.isfinite(value).all(), key
 
 
+def test_the_skip_policy_stops_after_nan_max_consecutive_skips_in_a_row(env):
+    """nan_max_consecutive_skips=1 (the default is 10): one poisoned step is already too many in
+    a row, so the run stops there in one line, with no results."""
+    workdir = env["root"] / "nan_skip_limit"
+    run = _run(env, workdir, "--config.nan_policy=skip", "--config.nan_max_consecutive_skips=1",
+               "--config.inject_nan_at_step=3").finish()
+    assert run.proc.returncode == 1 and "Traceback" not in run.stderr, run.stdout + run.stderr
+    assert run.last_error_line == ("train.py: error: training loss is nan at step 3, non-finite for 1 steps in a "
+                                   "row (nan_max_consecutive_skips=1); stopped")
+    assert not (workdir / "final_metrics.json").exists()
+
+
 def test_a_failed_save_is_one_line_and_loses_nothing(env, reference):
     """A full disk, played by a 16 KB file-size limit (the tiny network's checkpoint metadata and
     its larger array files are larger; the run's other files are smaller):

@@ -6,8 +6,6 @@ import pytest
 from googlenet_jax.training import trainer
 from googlenet_jax.training.config import ConfigError, default_config
 
-import helpers
-
 
 def _workdir_of_an_older_run(tmp_path, config, *, lacking):
     """A workdir holding checkpoint step 8 and the config.json of `config` written before the
@@ -33,19 +31,3 @@ def test_a_workdir_whose_config_predates_a_field_holds_that_fields_default(tmp_p
     with pytest.raises(ConfigError, match=r"holds checkpoints of another run \(freeze_up_to='' there, "
                                           r"'inception3a' here\)"):
         trainer.check_workdir(config, workdir)
-
-
-@pytest.mark.slow  # one train.py run
-def test_nan_max_consecutive_skips_stops_a_skipping_run_after_that_many_in_a_row(tmp_path, digits_data_dir, jax_cache):
-    """nan_policy="skip" with nan_max_consecutive_skips=1 (the default is 10): one poisoned step
-    is already too many in a row, so the run stops there in one line, with no results."""
-    workdir = tmp_path / "workdir"
-    proc = helpers.run_command(
-        ["train.py", *helpers.DIGITS_RUN, f"--config.data_dir={digits_data_dir}", "--config.nan_policy=skip",
-         "--config.nan_max_consecutive_skips=1", "--config.inject_nan_at_step=3", "--workdir", workdir],
-        cache_dir=jax_cache, check=False)
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert proc.stderr.strip().splitlines()[-1] == (
-        "train.py: error: training loss is nan at step 3, non-finite for 1 steps in a row "
-        "(nan_max_consecutive_skips=1); stopped")
-    assert not (workdir / "final_metrics.json").exists()
