@@ -14,6 +14,7 @@ import pytest
 
 from googlenet_jax import GoogLeNet, GoogLeNetOutputs
 from googlenet_jax.model import layers
+from googlenet_jax.model.architecture import TEST_VARIANTS, VARIANTS
 
 SMALL = 32  # smallest size both variants accept comfortably; the paper's aux heads need 224
 
@@ -156,9 +157,25 @@ def test_bad_input_raises_a_clear_value_error(shape, message):
         _apply(net, variables, shape, train=False)
 
 
-def test_unknown_variant_is_a_value_error():
-    with pytest.raises(ValueError, match="variant"):
+def test_unknown_variant_is_a_value_error_naming_the_users_variants():
+    with pytest.raises(ValueError, match=r"variant must be one of \['paper', 'torchvision'\], got 'resnet'"):
         _init(GoogLeNet(variant="resnet"))
+
+
+def test_the_tiny_test_network_is_the_torchvision_variant_at_a_few_channels():
+    """The tests' tiny network (not offered to users) runs the same code paths: stem, both aux
+    heads on their taps, BatchNorm, the classifier on the last module's channels."""
+    assert "tiny" not in VARIANTS and "tiny" in TEST_VARIANTS
+    net = GoogLeNet(num_classes=10, variant="tiny")
+    variables = _init(net)
+    assert set(variables["params"]) == {"conv1", "conv2", "conv3", "inception4a", "aux1", "inception4d", "aux2", "fc"}
+    assert set(variables["batch_stats"]) == set(variables["params"]) - {"fc"}
+    out, _ = jax.eval_shape(lambda v, x: net.apply(v, x, train=True, mutable=["batch_stats"],
+                                                   rngs={"dropout": jax.random.key(0)}),
+                            variables, jax.ShapeDtypeStruct((2, SMALL, SMALL, 3), jnp.float32))
+    assert isinstance(out, GoogLeNetOutputs) and all(o.shape == (2, 10) for o in out)
+    channels = sum(TEST_VARIANTS["tiny"].inception_table[-1][1][i] for i in (0, 2, 4, 5))  # 1x1, 3x3, 5x5, pool
+    assert variables["params"]["fc"]["kernel"].shape == (channels, 10)
 
 
 def test_paper_aux_heads_at_a_size_caffe_cannot_take_is_a_value_error():
