@@ -19,12 +19,15 @@ import pytest
 from googlenet_jax import GoogLeNet
 from googlenet_jax.weights.files import restore_as_numpy
 
-from helpers import DIGITS_RUN, DIGITS_STEPS, BackgroundCommand
+from helpers import DIGITS_RUN, BackgroundCommand
 
 pytestmark = pytest.mark.slow  # subprocesses and training runs
 
-STEPS = DIGITS_STEPS
-RUN = [*DIGITS_RUN, "--config.checkpoint_every_steps=100"]  # so every checkpoint here is a preemption's
+# Long enough that a signal always lands before the end (a step of the tiny network takes tens of
+# milliseconds; several processes agree on the step to stop at a little later), and every
+# checkpoint here is a preemption's. A signal stops the run early, so the length costs nothing.
+STEPS = 200
+RUN = [*DIGITS_RUN, f"--config.num_train_steps={STEPS}", f"--config.checkpoint_every_steps={STEPS}"]
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +73,7 @@ def _stopped_line(stdout, signame, workdir):
 def test_ctrl_c_saves_the_step_in_flight_and_exits_130(tmp_path, data_dir, jax_cache):
     workdir = tmp_path / "workdir"
     run = _train(workdir, data_dir, jax_cache)
-    run.wait_for("step 2/8")
+    run.wait_for(f"step 2/{STEPS}")
     run.proc.send_signal(signal.SIGINT)
     run.finish()
     assert run.proc.returncode == 130, run.stdout + run.stderr
@@ -85,7 +88,7 @@ def test_a_second_ctrl_c_while_saving_is_reported_and_the_save_completes(tmp_pat
     workdir = tmp_path / "workdir"
     folder = workdir / "checkpoints"
     run = _train(workdir, data_dir, jax_cache)
-    run.wait_for("step 2/8")
+    run.wait_for(f"step 2/{STEPS}")
     run.proc.send_signal(signal.SIGINT)
     # The second Ctrl-C lands while orbax writes the step: its temporary folder is there.
     saving = False
@@ -110,7 +113,7 @@ def test_the_launcher_forwards_sigterm_and_exits_with_the_status_of_its_child(tm
     workdir = tmp_path / "workdir"
     run = _train(workdir, data_dir, jax_cache,
                  launcher=["-m", "googlenet_jax.launch", "--num_processes", "1", "--", sys.executable])
-    run.wait_for("step 2/8")
+    run.wait_for(f"step 2/{STEPS}")
     os.kill(run.proc.pid, signal.SIGTERM)  # the launcher alone: its child hears it from the launcher
     run.finish()
     assert run.proc.returncode == 128 + signal.SIGTERM, run.stdout + run.stderr

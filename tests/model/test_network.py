@@ -15,6 +15,7 @@ import pytest
 from googlenet_jax import GoogLeNet, GoogLeNetOutputs
 from googlenet_jax.model import layers
 from googlenet_jax.model.architecture import TEST_VARIANTS, VARIANTS
+from googlenet_jax.training.train_state import INIT_COMPILER_OPTIONS
 
 SMALL = 32  # smallest size both variants accept comfortably; the paper's aux heads need 224
 
@@ -27,8 +28,10 @@ def _init(net, size=SMALL, batch=2):
 
 
 def _params(net, size):
-    """Real initial parameters (init compiled once: faster than op by op)."""
-    init = jax.jit(functools.partial(net.init, train=False))
+    """Real initial parameters (init compiled once, unoptimised as the trainer compiles it: faster
+    than op by op, and than XLA's optimising passes over the random draws)."""
+    init = jax.jit(functools.partial(net.init, train=False),
+                   compiler_options=INIT_COMPILER_OPTIONS.get(jax.default_backend()))
     return init(jax.random.key(0), jnp.zeros((1, size, size, 3)))["params"]
 
 
