@@ -1,4 +1,5 @@
-"""Test-wide setup: 8 fake CPU devices, quiet TensorFlow, and the fixtures several files share.
+"""Test-wide setup: 8 fake CPU devices, quiet TensorFlow, the fixtures several files share, and
+how the files share pytest's two workers.
 
 Tests that run a subprocess or a whole training run carry the `slow` marker (pyproject.toml):
 `pytest -m "not slow"` runs the fast tier alone, `pytest` runs everything.
@@ -37,6 +38,16 @@ import jax  # noqa: E402
 import helpers  # noqa: E402
 
 assert jax.device_count() == 8, jax.devices()
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(items):
+    """Each test file runs whole on one of pytest's two workers (its module fixtures run once),
+    unless a test joins the group of a shared session run (helpers.DIGITS_REFERENCE,
+    helpers.FINETUNED_WORKDIR)."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
 
 
 @pytest.fixture(scope="session")
