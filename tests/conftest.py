@@ -12,6 +12,7 @@ import sys
 import tempfile
 
 import pytest
+from xdist.scheduler import LoadScopeScheduling
 
 from googlenet_jax.cli import quiet_tensorflow  # the standard library only: JAX is not loaded yet
 
@@ -40,14 +41,30 @@ import helpers  # noqa: E402
 assert jax.device_count() == 8, jax.devices()
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
-def pytest_collection_modifyitems(items):
-    """Each test file runs whole on one of pytest's two workers (its module fixtures run once),
-    unless a test joins the group of a shared session run (helpers.DIGITS_REFERENCE,
-    helpers.FINETUNED_WORKDIR)."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+# The test files that read one of the expensive session runs below (digits_reference,
+# finetuned_workdir): pytest's workers (pyproject.toml: -n 2) take whole files, and the files of
+# one run go to the same worker, so that the run happens once.
+SHARED_RUNS = {
+    **dict.fromkeys(("tests/commands/test_train.py", "tests/commands/test_train_durability.py",
+                     "tests/commands/test_gcs.py"), "digits_reference"),
+    **dict.fromkeys(("tests/commands/test_evaluate.py", "tests/commands/test_export.py",
+                     "tests/commands/test_predict.py", "tests/commands/test_tool_numerics.py",
+                     "tests/commands/test_train_freeze.py", "tests/training/test_init_weights.py",
+                     "tests/weights/test_loader.py"), "finetuned_workdir"),
+}
+
+
+class FileScheduling(LoadScopeScheduling):
+    """pytest-xdist's scheduling by scope, the scope of a test being its file (its module
+    fixtures run once) or the shared run its file reads (SHARED_RUNS)."""
+
+    def _split_scope(self, nodeid: str) -> str:
+        path = nodeid.split("::")[0]
+        return SHARED_RUNS.get(path, path)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    return FileScheduling(config, log)
 
 
 @pytest.fixture(scope="session")

@@ -11,19 +11,10 @@ import sys
 
 import flax.linen as nn
 import numpy as np
-import pytest
 import skimage
 from PIL import Image
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-# ----------------------------------------------------------------------------- the session's shared runs
-# pytest runs the suite on 2 workers (pyproject.toml: -n 2 --dist loadgroup), each test file on one
-# of them. The files that read one of conftest's expensive session runs share a worker, so the run
-# happens once: mark them with its group.
-DIGITS_REFERENCE = pytest.mark.xdist_group("digits_reference")
-FINETUNED_WORKDIR = pytest.mark.xdist_group("finetuned_workdir")
 
 
 # ----------------------------------------------------------------------------- commands

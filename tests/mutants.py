@@ -221,7 +221,8 @@ def run(mutant: Mutant, scratch: str) -> tuple[str, float]:
         f.write(source.replace(mutant.old, mutant.new))
     start = time.time()
     try:
-        proc = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+        # One process (-n 0): a mutant's few tests do not pay for starting two workers.
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-n", "0",
                                *mutant.tests], cwd=scratch, capture_output=True, text=True)
     finally:
         with open(path, "w") as f:

@@ -5,10 +5,9 @@ import pytest
 
 from googlenet_jax import evaluate
 
-import helpers
 from helpers import run_command
 
-pytestmark = [pytest.mark.slow, helpers.FINETUNED_WORKDIR]  # subprocesses and training runs
+pytestmark = pytest.mark.slow  # subprocesses and training runs
 
 
 def _evaluate(*args, check=True):

@@ -16,7 +16,7 @@ from googlenet_jax import inference
 import helpers
 from helpers import run_command
 
-pytestmark = [pytest.mark.slow, helpers.FINETUNED_WORKDIR]  # subprocesses and training runs
+pytestmark = pytest.mark.slow  # subprocesses and training runs
 
 # Run with only jax and numpy: googlenet_jax is made unimportable first.
 LOADER = """

@@ -10,7 +10,7 @@ from torchvision.models import GoogLeNet_Weights
 import helpers
 from helpers import run_command
 
-pytestmark = [pytest.mark.slow, helpers.FINETUNED_WORKDIR]  # subprocesses and training runs
+pytestmark = pytest.mark.slow  # subprocesses and training runs
 CATEGORIES = GoogLeNet_Weights.IMAGENET1K_V1.meta["categories"]
 
 

@@ -19,7 +19,7 @@ from googlenet_jax.weights.files import restore_as_numpy
 import helpers
 from helpers import run_command
 
-pytestmark = [pytest.mark.slow, helpers.FINETUNED_WORKDIR]  # subprocesses
+pytestmark = pytest.mark.slow  # subprocesses
 
 
 def _torch_probabilities(net, image_path):

@@ -19,7 +19,7 @@ import pytest
 import helpers
 from helpers import DIGITS_RUN, DIGITS_STEPS, REPO
 
-pytestmark = [pytest.mark.slow, helpers.DIGITS_REFERENCE]  # subprocesses and training runs
+pytestmark = pytest.mark.slow  # subprocesses and training runs
 
 TRAIN = os.path.join(REPO, "train.py")
 CHECKPOINT_EVERY = 4  # N: the resume test compares 2N straight steps with N + N

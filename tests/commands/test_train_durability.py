@@ -24,7 +24,7 @@ import helpers
 from helpers import DIGITS_RUN as RUN
 from helpers import DIGITS_STEPS as STEPS
 
-pytestmark = [pytest.mark.slow, helpers.DIGITS_REFERENCE]  # subprocesses and training runs
+pytestmark = pytest.mark.slow  # subprocesses and training runs
 
 
 class Run(helpers.BackgroundCommand):

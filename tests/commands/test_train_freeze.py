@@ -16,7 +16,7 @@ from googlenet_jax.weights.files import restore_as_numpy
 
 import helpers
 
-pytestmark = [pytest.mark.slow, helpers.FINETUNED_WORKDIR]  # a train.py run
+pytestmark = pytest.mark.slow  # a train.py run
 
 FROZEN = backbone_stages()[:backbone_stages().index(helpers.FREEZE_UP_TO) + 1]
 FROZEN_BLOCKS = 3 + 6 * 7  # conv1-3, and 6 convolution blocks in each of 3a ... 4e

@@ -19,7 +19,7 @@ from googlenet_jax.weights import files
 import helpers
 from helpers import FINETUNE_ARGS, run_command
 
-pytestmark = [pytest.mark.slow, helpers.FINETUNED_WORKDIR]  # subprocesses and training runs
+pytestmark = pytest.mark.slow  # subprocesses and training runs
 
 CLASSIFIERS = {("fc",), ("aux1", "fc2"), ("aux2", "fc2")}  # their shape follows the class count
 

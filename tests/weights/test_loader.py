@@ -115,7 +115,6 @@ def test_workdir_step_folders_and_checkpoints_folder_load(tmp_path):
 
 
 @pytest.mark.slow
-@helpers.FINETUNED_WORKDIR
 def test_finetuned_workdir_knows_its_image_folder_class_names(finetuned_workdir):
     loaded = googlenet_jax.load(finetuned_workdir[0])
     assert loaded.info.class_names == ("cat", "coffee", "rocket")
