@@ -217,7 +217,9 @@ def test_every_test_example_is_evaluated_once(two_process_run, reference):
     final = json.loads((workdir / "final_metrics.json").read_text())
     assert final["eval_count"] == reference["info"].num_eval_examples == 12
     assert final["eval_top1"] == pytest.approx(expected["eval_top1"], abs=1e-6)
-    assert final["eval_loss"] == pytest.approx(expected["eval_loss"], rel=1e-9)
+    # Measured 7e-8: three steps at this rate amplify float64's rounding of the gradient sums
+    # (summed in another order over 2 processes); a wrong example or statistic moves it by percents.
+    assert final["eval_loss"] == pytest.approx(expected["eval_loss"], rel=1e-6)
 
 
 def test_one_set_of_outputs_and_logs_by_process(two_process_run):
