@@ -18,6 +18,10 @@ import torch
 from googlenet_jax import GoogLeNet, parity
 from googlenet_jax.convert import torchvision_to_flax
 
+# The function, from its module: once googlenet_jax.parity.compare (the module) is imported, for
+# example by parity.tool, the package attribute `parity.compare` is that module.
+from googlenet_jax.parity.compare import compare
+
 import helpers
 
 SIZE, BATCH = 48, 2  # every Inception map at least 3x3, so a changed pool window shows
@@ -55,7 +59,7 @@ def _eval_stages(variant):
                                            ("paper", "float64")])
 def test_correct_models_pass_at_every_stage(models, inputs, variant, dtype):
     module, variables, net = models[variant]
-    report = parity.compare(module, variables, net, inputs, dtype=dtype)
+    report = compare(module, variables, net, inputs, dtype=dtype)
     assert report.ok and report.first_divergence is None, report.table()
     # Every stage in network order; the aux heads run in train mode only.
     assert [row.name for row in report.rows] == _eval_stages(variant)
@@ -67,7 +71,7 @@ def test_a_changed_pool_window_in_torch_is_named_as_the_first_divergence(models,
     module, variables, net = models["torchvision"]
     broken = copy.deepcopy(net)
     broken.inception4b.branch4[0] = torch.nn.MaxPool2d(5, stride=1, padding=2, ceil_mode=True)  # same shape
-    report = parity.compare(module, variables, broken, inputs)
+    report = compare(module, variables, broken, inputs)
     assert not report.ok
     assert report.first_divergence.name == "inception4b"
     names = [row.name for row in report.rows]
@@ -80,7 +84,7 @@ def test_a_transposed_kernel_in_our_variables_is_named_as_the_first_divergence(m
     broken = jax.tree.map(np.array, variables)  # a deep copy
     conv = broken["params"]["inception4c"]["branch3x3"]["conv"]
     conv["kernel"] = np.ascontiguousarray(conv["kernel"].transpose(1, 0, 2, 3))  # H and W swapped
-    report = parity.compare(module, broken, net, inputs)
+    report = compare(module, broken, net, inputs)
     assert report.first_divergence.name == "inception4c"
     assert report.to_json()["first_divergence"] == "inception4c"
     assert report.to_json()["verdict"] == "fail"
@@ -88,7 +92,7 @@ def test_a_transposed_kernel_in_our_variables_is_named_as_the_first_divergence(m
 
 def test_train_mode_running_statistics_and_gradients_agree_in_float64(models, inputs):
     module, variables, net = models["torchvision"]
-    report = parity.compare(module, variables, net, inputs, grads=True, dtype="float64")
+    report = compare(module, variables, net, inputs, grads=True, dtype="float64")
     assert report.ok, report.table()
     kinds = Counter(row.kind for row in report.rows)
     # 20 stages (aux heads included), 59 BatchNorms x (mean, var), the loss, every parameter.
@@ -109,7 +113,7 @@ def test_a_fork_maps_an_extra_stage_by_flax_path_and_torch_module_name(models, i
     nested = {"inception4a/branch3x3": "inception4a.branch2.1",
               "inception4a/branch1x1": "inception4a.branch1"}
     stages = parity.insert_after(parity.DEFAULT_STAGES["torchvision"], "inception4a", nested)
-    report = parity.compare(module, variables, net, inputs, stages=stages, dtype="float64")
+    report = compare(module, variables, net, inputs, stages=stages, dtype="float64")
     assert report.ok, report.table()
     names = [row.name for row in report.rows]
     assert names == _eval_stages("torchvision")[:names.index("inception4a") + 1] + list(nested) + \
@@ -122,14 +126,14 @@ def test_a_torch_module_name_that_does_not_exist_is_a_clear_error(models, inputs
     module, variables, net = models["torchvision"]
     with pytest.raises(ValueError, match=r"stage 'pool1': the torch model has no module 'pool1'; "
                                          r"did you mean .*maxpool1"):
-        parity.compare(module, variables, net, inputs, stages={"conv1": "conv1", "pool1": "pool1"})
+        compare(module, variables, net, inputs, stages={"conv1": "conv1", "pool1": "pool1"})
 
 
 def test_a_flax_stage_that_does_not_exist_is_a_clear_error(models, inputs):
     module, variables, net = models["torchvision"]
     with pytest.raises(ValueError, match=r"stage 'inception4x': the Flax model has no stage 'inception4x'; "
                                          r"did you mean .*inception4a"):
-        parity.compare(module, variables, net, inputs,
+        compare(module, variables, net, inputs,
                        stages={"conv1": "conv1", "inception4x": "inception4a"})
 
 
