@@ -15,7 +15,7 @@ from collections.abc import Callable
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from googlenet_jax.data import digits
+from googlenet_jax.data import digits, preprocess
 
 IMAGE_FOLDER = "image_folder"
 DEMO = digits.NAME
@@ -232,7 +232,7 @@ def _tfds_read(builder, split: str) -> tf.data.Dataset:
         split=split, shuffle_files=False,
         decoders={image_key: tfds.decode.SkipDecoding()},
         read_config=tfds.ReadConfig(try_autocache=False, interleave_cycle_length=1))
-    return ds.map(tf.autograph.experimental.do_not_convert(
+    return ds.map(preprocess.graph_function(
         lambda ex: {"image": ex[image_key], "label": tf.cast(ex[label_key], tf.int64)}))
 
 
