@@ -71,7 +71,7 @@ def main(argv):
         config.keys()  # a config file that failed to load raises on first use
     except Exception as e:  # noqa: BLE001  (the config file failed to load)
         _fail(_first_line(e))
-    cli.quiet_tensorflow()
+    cli.prepare_tensorflow()
     # Imported after flag parsing so that --help and flag errors stay fast.
     from googlenet_jax.training import trainer
     from googlenet_jax.training.checkpointing import CheckpointError

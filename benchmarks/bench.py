@@ -62,9 +62,9 @@ import time
 import traceback
 
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1]))
-from googlenet_jax.cli import quiet_tensorflow  # noqa: E402
+from googlenet_jax.cli import prepare_tensorflow  # noqa: E402
 
-quiet_tensorflow()
+prepare_tensorflow()
 # A fresh inductor cache, so torch.compile's reported compile time is a cold one, as ours is.
 os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="bench_inductor_"))
 

@@ -28,9 +28,9 @@ import tempfile
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1]))
-from googlenet_jax.cli import quiet_tensorflow  # noqa: E402
+from googlenet_jax.cli import prepare_tensorflow  # noqa: E402
 
-quiet_tensorflow()
+prepare_tensorflow()
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402

@@ -25,9 +25,9 @@ import tempfile
 ROOT = pathlib.Path(__file__).parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from googlenet_jax.cli import quiet_tensorflow  # noqa: E402
+from googlenet_jax.cli import prepare_tensorflow  # noqa: E402
 
-quiet_tensorflow()
+prepare_tensorflow()
 
 import jax  # noqa: E402
 

@@ -53,7 +53,7 @@ def format_table(crops: dict[str, dict[str, float]]) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    cli.quiet_tensorflow()
+    cli.prepare_tensorflow()
 
     def body() -> int:
         from googlenet_jax import evaluation  # after parsing: keeps --help instant

@@ -48,7 +48,7 @@ def metadata_path(out: str) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    cli.quiet_tensorflow()
+    cli.prepare_tensorflow()
 
     def body() -> int:
         from googlenet_jax.inference import serving  # after parsing: keeps --help instant

@@ -46,7 +46,7 @@ def format_predictions(image: str, predictions) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    cli.quiet_tensorflow()
+    cli.prepare_tensorflow()
 
     def body() -> int:
         import numpy as np  # after parsing: keeps --help instant

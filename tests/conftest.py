@@ -14,7 +14,7 @@ import tempfile
 import pytest
 from xdist.scheduler import LoadScopeScheduling
 
-from googlenet_jax.cli import quiet_tensorflow  # the standard library only: JAX is not loaded yet
+from googlenet_jax.cli import prepare_tensorflow  # the standard library only: JAX is not loaded yet
 
 # Must happen before JAX starts its backend.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
@@ -22,7 +22,7 @@ os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 # first: without a TPU that logs libtpu errors in every process and holds /tmp/libtpu_lockfile.
 # The tests run on the CPU; test_aot compiles for TPUs without a TPU backend.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-quiet_tensorflow()
+prepare_tensorflow()
 # torch's CUDA build brings triton, whose LLVM clashes with TensorFlow's: importing torchvision
 # after TensorFlow in one process segfaults. The tests never compile GPU kernels, so triton is
 # kept out (torch then reports it absent), and torch and TensorFlow load in any order.

@@ -187,6 +187,10 @@ MUTANTS = [
     Mutant("Classifier drops use_average", "googlenet_jax/inference/classifier.py",
            "use_average=use_average, dtype=dtype or jnp.float32)", "dtype=dtype or jnp.float32)",
            ("tests/inference/test_classifier.py::test_use_average_false_serves_a_workdirs_raw_parameters",)),
+    # Start-up: what every command's process loads.
+    Mutant("TensorFlow's import loads Keras", "googlenet_jax/cli.py",
+           "sys.modules.setdefault(_KERAS_LOADED_BY_TENSORFLOW, None)", "pass",
+           ("tests/test_cli.py::test_tensorflow_and_tfds_load_without_keras",)),
 ]
 
 

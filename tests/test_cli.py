@@ -73,3 +73,18 @@ def test_the_console_script_runs_the_commands(capsys):
     assert entry(["--help"]) == 0
     usage = capsys.readouterr().out
     assert all(command in usage for command in cli.COMMANDS), usage
+
+
+def test_tensorflow_and_tfds_load_without_keras():
+    """cli.prepare_tensorflow (called by tests/conftest.py as by every command before TensorFlow
+    loads) keeps Keras, and the scikit-learn it brings, out of TensorFlow's import; the input
+    pipeline works without it."""
+    import sys
+
+    import tensorflow as tf
+    import tensorflow_datasets  # noqa: F401
+
+    assert "keras" not in sys.modules and "sklearn" not in sys.modules
+    images = tf.data.Dataset.from_tensors(helpers.photo("cat")).map(
+        lambda path: tf.image.resize(tf.io.decode_jpeg(tf.io.read_file(path)), (8, 8)))
+    assert next(iter(images)).shape == (8, 8, 3)

@@ -87,7 +87,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    cli.quiet_tensorflow()
+    cli.prepare_tensorflow()
 
     def body() -> int:
         try:  # torch and torchvision first: before anything imports TensorFlow
