@@ -89,6 +89,10 @@ def get_config() -> ml_collections.ConfigDict:
     # Devices: "pmap" (single host, BatchNorm statistics averaged over the "batch" axis) or
     # "mesh" (jit over a device mesh with global arrays; the multi-host path).
     config.parallel = "pmap"
+    # The dtype gradients are summed over the devices in: "float32" (the parameters' own, float64
+    # in float64 runs, whatever model.dtype) or "bfloat16" (half the bytes per step, but each
+    # partial sum rounded to 8 bits of mantissa: docs/tpu_pods.md).
+    config.grad_reduce_dtype = "float32"
     # Several processes (multi-host; see googlenet_jax/training/distributed.py): all three
     # fields, else JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID, else
     # distributed=True for JAX's cluster detection (TPU, SLURM, Open MPI).

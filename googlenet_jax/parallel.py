@@ -5,14 +5,16 @@ Two ways to run pure per-batch steps (training/steps.py, evaluation.py), picked 
 
 - "pmap": `jax.pmap` over this host's devices with axis name "batch". The state is
   replicated with a leading device axis; each host batch is reshaped to
-  (devices, batch/devices, ...). The model's `bn_axis_name` must be "batch" so BatchNorm
-  statistics are averaged over devices; gradients are pmean'd in the step. Single process.
+  (devices, batch/devices, ...). Single process.
 - "mesh": `jax.jit` over a 1-D `jax.sharding.Mesh` of all devices of all processes, axis
   "batch", with global `jax.Array`s: the state replicated, batches sharded on their first
-  axis (each process contributes its host-local slice). XLA computes BatchNorm statistics
-  and gradients over the global batch by itself, so the model's `bn_axis_name` is None.
+  axis (each process contributes its host-local slice).
 
-Both donate the state to the train step.
+Both run the train step per device (the mesh inside `jax.shard_map`) with axis name "batch":
+the step averages gradients and metrics over it, and the model's `bn_axis_name` ("batch")
+BatchNorm statistics. The collectives are the step's own, so the gradients are summed in the
+dtype the step asks for (float32 by default; left to XLA's partitioner, the sum over a
+bfloat16 network's batch ran in bfloat16). Both donate the state to the train step.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from jax.sharding import PartitionSpec as P
 
 AXIS_NAME = "batch"
 KINDS = ("pmap", "mesh")  # config.parallel
+GRAD_REDUCE_DTYPES = ("float32", "bfloat16")  # config.grad_reduce_dtype (training/steps.py)
 
 # step_fn(state, batch, *, axis_name) -> (state, metrics); eval_fn(state, batch, *, axis_name).
 StepFn = Callable[..., Any]
@@ -89,9 +92,10 @@ class PmapParallel:
 
 
 class MeshParallel:
-    """jax.jit over a global device mesh (axis "batch") with global jax.Arrays."""
+    """jax.jit over a global device mesh (axis "batch") with global jax.Arrays; the train step
+    runs per device inside jax.shard_map."""
 
-    bn_axis_name: Optional[str] = None
+    bn_axis_name: Optional[str] = AXIS_NAME
 
     def __init__(self, devices: Optional[list[jax.Device]] = None):
         self.devices = list(devices or jax.devices())
@@ -104,8 +108,11 @@ class MeshParallel:
         return len(self.devices)
 
     def compile_train_step(self, step_fn: StepFn) -> Callable[[Any, Any], tuple[Any, Any]]:
-        return jax.jit(functools.partial(step_fn, axis_name=None),
-                       in_shardings=(self._replicated, self._batch_sharding),
+        # check_vma=False: every value is per device, as under pmap. With it, JAX would sum the
+        # gradient of each replicated parameter where it meets the batch, in the compute dtype.
+        per_device = jax.shard_map(functools.partial(step_fn, axis_name=AXIS_NAME), mesh=self.mesh,
+                                   in_specs=(P(), P(AXIS_NAME)), out_specs=(P(), P()), check_vma=False)
+        return jax.jit(per_device, in_shardings=(self._replicated, self._batch_sharding),
                        out_shardings=(self._replicated, self._replicated),
                        donate_argnums=(0,))
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from typing import Any
 
 import flax.linen as nn
 import numpy as np
@@ -159,20 +160,23 @@ TINY_CLASSES = 10
 
 
 class TinyNet(nn.Module):
-    """GoogLeNet's interface (BN over bn_axis_name, dropout, two aux heads) at toy size."""
+    """GoogLeNet's interface (BN over bn_axis_name, dropout, two aux heads, a compute dtype and
+    float32 parameters) at toy size."""
     num_classes: int = TINY_CLASSES
     dropout_rate: float = 0.0
     bn_axis_name: str | None = None
+    dtype: Any = np.float32
 
     @nn.compact
     def __call__(self, x, *, train: bool):
-        x = nn.Conv(8, (3, 3), use_bias=False)(x)
-        x = nn.BatchNorm(use_running_average=not train, momentum=0.9, axis_name=self.bn_axis_name)(x)
+        x = nn.Conv(8, (3, 3), use_bias=False, dtype=self.dtype)(x)
+        x = nn.BatchNorm(use_running_average=not train, momentum=0.9, axis_name=self.bn_axis_name,
+                         dtype=self.dtype)(x)
         x = nn.relu(x).mean(axis=(1, 2))
         x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
-        logits = nn.Dense(self.num_classes)(x)
-        aux1, aux2 = nn.Dense(self.num_classes)(x), nn.Dense(self.num_classes)(x)
-        return (logits, aux1, aux2) if train else logits
+        logits = nn.Dense(self.num_classes, dtype=self.dtype)(x)
+        aux1, aux2 = nn.Dense(self.num_classes, dtype=self.dtype)(x), nn.Dense(self.num_classes, dtype=self.dtype)(x)
+        return tuple(out.astype(np.float32) for out in (logits, aux1, aux2)) if train else logits
 
 
 class Linear(nn.Module):

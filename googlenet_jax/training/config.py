@@ -33,6 +33,7 @@ _CHOICES: Mapping[str, tuple[Any, ...]] = {
     "model.bn_running_var": architecture.BN_RUNNING_VARS,
     "optimizer.schedule": optim.SCHEDULES,
     "parallel": parallel.KINDS,
+    "grad_reduce_dtype": parallel.GRAD_REDUCE_DTYPES,
     "nan_policy": nonfinite.POLICIES,
 }
 # Accepted, but not offered in error messages: the tiny network the tests train.

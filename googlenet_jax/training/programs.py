@@ -74,7 +74,7 @@ def build(config: ml_collections.ConfigDict, par: parallel.Parallel, *, num_clas
     train_step = par.compile_train_step(functools.partial(
         steps.train_step, model=model, tx=tx, learning_rate_fn=learning_rate_fn,
         aux_weight=config.aux_weight, label_smoothing=config.label_smoothing,
-        ema_decay=config.ema_decay))
+        ema_decay=config.ema_decay, grad_reduce_dtype=config.grad_reduce_dtype))
     eval_step = par.compile_eval_step(functools.partial(steps.eval_step, model=model))
     return Programs(model=model, tx=tx, learning_rate_fn=learning_rate_fn, create_state=create_state,
                     abstract_state=abstract_state, train_step=train_step, eval_step=eval_step)

@@ -1,9 +1,9 @@
 """Pure per-device train and eval steps; googlenet_jax/parallel.py decides how they run on devices.
 
-With `axis_name` set (the pmap path) each call sees one device's shard of the batch and
+With `axis_name` set (both parallel paths) each call sees one device's shard of the batch and
 averages gradients, metrics and (through the model's `bn_axis_name`) BatchNorm statistics
-over that axis. With `axis_name=None` (one device, or jit over a mesh with global arrays)
-each call sees the global batch and no collectives are needed.
+over that axis. With `axis_name=None` (one device) each call sees the whole batch and no
+collectives are needed.
 """
 from __future__ import annotations
 
@@ -42,10 +42,33 @@ def dropout_key(state: TrainState, axis_name: Optional[str]) -> jax.Array:
     return key
 
 
+def _mean_over_devices(grads: Any, axis_name: str, reduce_dtype: str) -> Any:
+    """The gradients averaged over `axis_name`, summed in `reduce_dtype` (parallel.GRAD_REDUCE_DTYPES).
+
+    "float32" sums them in their own dtype, the parameters' (float32; float64 in a float64
+    run), whatever the compute dtype: the cotangent of each parameter's cast to the compute
+    dtype is widened on its device before this explicit reduction. "bfloat16" halves the bytes
+    and rounds every partial sum to 8 bits of mantissa.
+    """
+    if reduce_dtype == "float32":
+        return jax.lax.pmean(grads, axis_name)
+    return jax.tree.map(lambda g: jax.lax.pmean(g.astype(reduce_dtype), axis_name).astype(g.dtype), grads)
+
+
+def _at_step(opt_state: Any, step: jax.Array) -> Any:
+    """`opt_state` with every optax step count (`count`: the schedule's step) set to `step`."""
+    def set_count(path, leaf):
+        is_count = getattr(path[-1], "name", None) == "count"
+        return jnp.asarray(step, leaf.dtype) if is_count else leaf
+
+    return jax.tree_util.tree_map_with_path(set_count, opt_state)
+
+
 def train_step(state: TrainState, batch: dict[str, jax.Array], *, model: nn.Module,
                tx: optax.GradientTransformation, learning_rate_fn: optax.Schedule,
                aux_weight: float, label_smoothing: float, ema_decay: float,
-               axis_name: Optional[str]) -> tuple[TrainState, dict[str, jax.Array]]:
+               axis_name: Optional[str], grad_reduce_dtype: str = "float32",
+               ) -> tuple[TrainState, dict[str, jax.Array]]:
     """One SGD step.
 
     Args:
@@ -53,12 +76,17 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, model: nn.Modu
       batch: {"image": float32 (B, S, S, 3), "label": int32 (B,)}; B is the per-device batch
         when axis_name is set, else the global batch.
       model: GoogLeNet with bn_axis_name == axis_name.
-      axis_name: the pmap axis to average over, or None.
+      axis_name: the device axis to average over, or None.
+      grad_reduce_dtype: "float32" or "bfloat16", the dtype gradients are summed over the
+        devices in (_mean_over_devices).
     Returns:
       (new state, metrics): float32 scalars "loss", "loss_main", "loss_aux1", "loss_aux2",
-      "top1" (train batch accuracy), "grad_norm", "learning_rate", and "finite" (1.0, or 0.0
-      when the loss or a gradient is NaN or infinite: then the state keeps its values and
-      only `step`, the data position, advances).
+      "top1" (train batch accuracy), "grad_norm", "learning_rate" (the one applied), and
+      "finite" (1.0, or 0.0 when the loss or a gradient is NaN or infinite: then the state
+      keeps its values and only `step`, the data position, advances).
+
+    The schedule follows the data position: the optimizer's step count is `state.step`, so
+    the rate applied after skipped steps is the schedule's for the step being taken.
     """
     has_bn = bool(state.batch_stats)
     rngs = {"dropout": dropout_key(state, axis_name)}
@@ -83,9 +111,11 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, model: nn.Modu
     if axis_name is not None:
         # Each device's loss is a mean over its equal shard: the mean of the per-device
         # gradients is the gradient of the global mean loss.
-        grads = jax.lax.pmean(grads, axis_name)
+        grads = _mean_over_devices(grads, axis_name, grad_reduce_dtype)
         metrics = jax.lax.pmean(metrics, axis_name)
-    updates, new_opt_state = tx.update(grads, state.opt_state, state.params)
+    # A skipped step advances the data position and not the optimizer, whose count would then
+    # lag behind: the count is set to the step (older checkpoints' lag included).
+    updates, new_opt_state = tx.update(grads, _at_step(state.opt_state, state.step), state.params)
     new_params = optax.apply_updates(state.params, updates)
 
     new_ema = state.ema_params
@@ -102,7 +132,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, model: nn.Modu
     finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics["grad_norm"])
     metrics["finite"] = finite.astype(jnp.float32)
     updated = (new_params, new_batch_stats, new_opt_state, new_ema)
-    kept = (state.params, state.batch_stats, state.opt_state, state.ema_params)
+    kept = (state.params, state.batch_stats, _at_step(state.opt_state, state.step + 1), state.ema_params)
     new_params, new_batch_stats, new_opt_state, new_ema = jax.tree.map(
         lambda new, old: jnp.where(finite, new, old), updated, kept)
     new_state = state.replace(step=state.step + 1, params=new_params,

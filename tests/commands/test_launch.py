@@ -127,8 +127,8 @@ def reference(photo_folder):
     steps_per_epoch = info.num_train_examples / config.batch_size
     learning_rate_fn = optim.create_learning_rate_fn(config, steps_per_epoch, STEPS)
     tx = optim.create_optimizer(config, learning_rate_fn)
-    model = trainer.create_model(config, num_classes=info.num_classes, bn_axis_name=None)
     par = parallel.MeshParallel(jax.devices()[:4])
+    model = trainer.create_model(config, num_classes=info.num_classes, bn_axis_name=par.bn_axis_name)
     # On the host: the train step donates the state it is given.
     initial = jax.device_get(create_train_state(model, tx, seed=config.seed, image_size=config.image_size,
                                                 use_ema=True, param_dtype=np.float64))

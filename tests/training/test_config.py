@@ -75,6 +75,8 @@ def test_unknown_field_is_named(monkeypatch):
     ("batch_size", 32.0, "config.batch_size must be int"),
     ("image_size", True, "config.image_size must be int"),
     ("parallel", "pjit", "config.parallel must be one of"),
+    ("grad_reduce_dtype", "float16",
+     r"config.grad_reduce_dtype must be one of \['float32', 'bfloat16'\], got 'float16'"),
     ("image_size", 8, "at least 15"),
     ("label_smoothing", 1.5, r"must be in \[0, 1\]"),
     ("eval_crop_fraction", 0.0, "config.eval_crop_fraction must be positive"),

@@ -6,10 +6,11 @@ import numpy as np
 import optax
 import pytest
 
-from googlenet_jax.training import steps
+from googlenet_jax.training import optim, steps
 from googlenet_jax.training.nonfinite import NonFiniteGuard, NonFiniteLossError
 from googlenet_jax.training.train_state import create_train_state
 
+import helpers
 from helpers import TinyNet, tiny_batch
 
 
@@ -65,3 +66,39 @@ def test_train_step_skips_a_non_finite_update_but_advances_the_step():
     good, metrics = step(state, batch)
     assert float(metrics["finite"]) == 1.0
     assert not np.array_equal(good.params["Dense_0"]["kernel"], state.params["Dense_0"]["kernel"])
+
+
+def test_after_skipped_steps_the_schedule_gives_the_rate_of_the_step_being_taken():
+    """The schedule follows the data position: a 4-step warmup (rates 0, 0.125, 0.25, 0.375),
+    steps 1 and 2 poisoned. Step 3 applies 0.375 to the momentum of steps 0 and 3, by hand.
+    (Before, the skipped steps held optax's count back and step 3 applied step 1's 0.125.)"""
+    classes, size, rate = 5, 4, 0.5
+    config = helpers.optimizer_config(learning_rate=rate, schedule="constant", warmup_epochs=4.0, weight_decay=0.0)
+    lr_fn = optim.create_learning_rate_fn(config, steps_per_epoch=1, num_train_steps=10)
+    tx = optim.create_optimizer(config, lr_fn)
+    model = helpers.Linear(classes)
+    state = create_train_state(model, tx, seed=0, image_size=size, use_ema=False)
+    step_fn = helpers.jit_train_step(model, tx, lr_fn, ema_decay=0.0)
+    rng = np.random.RandomState(0)
+    batches = [{"image": rng.randn(6, size, size, 3).astype(np.float32),
+                "label": rng.randint(0, classes, 6).astype(np.int32)} for _ in range(4)]
+    w = np.asarray(state.params["fc"]["kernel"], np.float64)
+    b = np.asarray(state.params["fc"]["bias"], np.float64)
+
+    def gradients(batch):  # softmax cross-entropy of a linear classifier, by hand
+        x = batch["image"].reshape(6, -1).astype(np.float64)
+        dlogits = (helpers.softmax(x @ w + b) - np.eye(classes)[batch["label"]]) / 6
+        return x.T @ dlogits, dlogits.sum(0)
+
+    finite = []
+    for step, batch in enumerate(batches):
+        if step in (1, 2):
+            batch = dict(batch, image=batch["image"] * np.nan)
+        state, metrics = step_fn(state, batch)
+        finite.append(float(metrics["finite"]))
+    assert finite == [1.0, 0.0, 0.0, 1.0] and int(state.step) == 4
+    # Step 0 applied rate 0 (w unchanged) and left its gradient in the momentum buffer.
+    (g0_w, g0_b), (g3_w, g3_b) = gradients(batches[0]), gradients(batches[3])
+    np.testing.assert_allclose(float(metrics["learning_rate"]), 0.375, rtol=1e-6)
+    np.testing.assert_allclose(state.params["fc"]["kernel"], w - 0.375 * (0.9 * g0_w + g3_w), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(state.params["fc"]["bias"], b - 0.375 * (0.9 * g0_b + g3_b), rtol=1e-5, atol=1e-6)

@@ -218,6 +218,15 @@ def test_gradient_all_reduce_moves_the_float32_parameters(tpu, f32_train):
     assert all_reduce["dtypes"] == ["f32"] and all_reduce["group_sizes"] == [CHIPS]
 
 
+def test_bfloat16_gradients_are_all_reduced_in_float32(tpu, bf16_train):
+    # Left to XLA's partitioner, each bfloat16 weight gradient was summed across the chips before
+    # it was widened: this compile's all-reduces carried bf16 and f32 (the BatchNorm statistics).
+    parameters = sum(p.numel() for p in torchvision_googlenet().parameters())
+    (all_reduce,) = tpu_compile.step_report(bf16_train, tpu)["collectives"]
+    assert all_reduce["kind"] == "all-reduce" and all_reduce["dtypes"] == ["f32"], all_reduce
+    assert all_reduce["bytes"] >= 4 * parameters, (all_reduce, parameters)
+
+
 def test_batch_norm_statistics_are_reduced_over_all_chips(f32_train):
     # Each BatchNorm keeps a running mean and variance of its channels.
     bn_channels = sum(int(np.prod(s.shape)) for s in jax.tree.leaves(tiny_variables()["batch_stats"])) // 2
@@ -225,7 +234,7 @@ def test_batch_norm_statistics_are_reduced_over_all_chips(f32_train):
     all_reduces = {name: rest for name, (_, opcode, rest) in ops.items() if opcode == "all-reduce"}
     assert all_reduces
     for rest in all_reduces.values():  # every one is a single group of all the chips
-        groups = re.search(r"replica_groups=(mesh\[[^]]*\] \{[^}]*\}|\S+?),", rest).group(1)
+        groups = re.search(r"replica_groups=(mesh\[[^]]*\] \{[^}]*\}|\{(?:\{[\d,]*\},?)*\}|\S+?),", rest).group(1)
         assert _one_group_of(groups, CHIPS), rest[:300]
     # The forward BatchNorm statistics (a mean and a mean of squares per channel) are among the
     # reduced values; a combined all-reduce is read part by part through its get-tuple-elements.

@@ -31,3 +31,13 @@ def test_a_workdir_whose_config_predates_a_field_holds_that_fields_default(tmp_p
     with pytest.raises(ConfigError, match=r"holds checkpoints of another run \(freeze_up_to='' there, "
                                           r"'inception3a' here\)"):
         trainer.check_workdir(config, workdir)
+
+
+def test_a_workdir_whose_config_predates_grad_reduce_dtype_resumes_with_either_value(tmp_path):
+    """How gradients are summed over the devices is not what a run is: an older config.json
+    without the field resumes, in float32 or in bfloat16."""
+    config = default_config()
+    workdir = _workdir_of_an_older_run(tmp_path, config, lacking="grad_reduce_dtype")
+    for reduce_dtype in ("float32", "bfloat16"):
+        config.grad_reduce_dtype = reduce_dtype
+        trainer.check_workdir(config, workdir)  # resumes: no error
