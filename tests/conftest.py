@@ -1,8 +1,9 @@
 """Test-wide setup: 8 fake CPU devices, quiet TensorFlow, the fixtures several files share, and
 how the files share pytest's two workers.
 
-Tests that run a subprocess or a whole training run carry the `slow` marker (pyproject.toml):
-`pytest -m "not slow"` runs the fast tier alone, `pytest` runs everything.
+Tests that run a subprocess, a whole training run or a TPU compile of GoogLeNet's train step
+carry the `slow` marker (pyproject.toml): `pytest -m "not slow"` runs the fast tier alone,
+`pytest` runs everything.
 """
 import atexit
 import json

@@ -47,7 +47,8 @@ def tpu():
 @pytest.fixture(scope="module")
 def bf16_train(tpu):
     """The one compile of GoogLeNet's own train step for a TPU slice (what XLA's TPU compiler makes
-    of the Inception modules is the subject of some tests)."""
+    of the Inception modules is the subject of some tests). About a minute on 2 cores: the tests
+    that read it are in the slow tier."""
     return tpu_compile.compile_step(small_config("bfloat16", "torchvision"), tpu, "train")
 
 
@@ -165,6 +166,7 @@ def test_max_batch_search_finds_the_largest_fitting_batch_in_few_compiles(fixed,
         assert best >= 0.9 * truth, (best, truth, measured)
 
 
+@pytest.mark.slow  # bf16_train
 def test_tpu_program_uses_xla_convolutions_not_the_cpu_forms(tpu, bf16_train):
     # Reference: the same step with the CPU forms switched off, lowered for the same slice.
     config = small_config("bfloat16", "torchvision")
@@ -184,6 +186,7 @@ def test_tpu_program_uses_xla_convolutions_not_the_cpu_forms(tpu, bf16_train):
     assert sum(op.startswith("tensor<") for op in cpu_ops)  # sanity: operand types were read
 
 
+@pytest.mark.slow  # bf16_train
 def test_bfloat16_convolutions_run_in_bfloat16_on_tpu(bf16_train, f32_train):
     def convolution_operand_types(step):
         ops = instructions(step.compiled.as_text())
@@ -218,6 +221,7 @@ def test_gradient_all_reduce_moves_the_float32_parameters(tpu, f32_train):
     assert all_reduce["dtypes"] == ["f32"] and all_reduce["group_sizes"] == [CHIPS]
 
 
+@pytest.mark.slow  # bf16_train
 def test_bfloat16_gradients_are_all_reduced_in_float32(tpu, bf16_train):
     # Left to XLA's partitioner, each bfloat16 weight gradient was summed across the chips before
     # it was widened: this compile's all-reduces carried bf16 and f32 (the BatchNorm statistics).
@@ -270,6 +274,7 @@ def _one_group_of(groups: str, chips: int) -> bool:
     return groups in ("{}", "{{" + ",".join(map(str, range(chips))) + "}}", f"[1,{chips}]<=[{chips}]")
 
 
+@pytest.mark.slow  # bf16_train
 def test_xla_time_estimate_is_withheld_when_concat_bitcasts_poison_it(bf16_train):
     text = bf16_train.compiled.as_text()
     cost = bf16_train.compiled.cost_analysis()
