@@ -187,6 +187,15 @@ MUTANTS = [
     Mutant("Classifier drops use_average", "googlenet_jax/inference/classifier.py",
            "use_average=use_average, dtype=dtype or jnp.float32)", "dtype=dtype or jnp.float32)",
            ("tests/inference/test_classifier.py::test_use_average_false_serves_a_workdirs_raw_parameters",)),
+    # Training numerics on many devices.
+    Mutant("gradients summed in bfloat16 by default", "googlenet_jax/training/steps.py",
+           "return jax.lax.pmean(grads, axis_name)",
+           "return jax.tree.map(lambda g: jax.lax.pmean(g.astype(jnp.bfloat16), axis_name).astype(g.dtype), grads)",
+           ("tests/test_parallel.py::test_gradients_of_a_bfloat16_network_are_summed_over_devices_in_float32",)),
+    Mutant("a skipped step holds the schedule back", "googlenet_jax/training/steps.py",
+           "return jax.tree_util.tree_map_with_path(set_count, opt_state)", "return opt_state",
+           ("tests/training/test_nonfinite.py::"
+            "test_after_skipped_steps_the_schedule_gives_the_rate_of_the_step_being_taken",)),
     # Start-up: what every command's process loads.
     Mutant("TensorFlow's import loads Keras", "googlenet_jax/cli.py",
            "sys.modules.setdefault(_KERAS_LOADED_BY_TENSORFLOW, None)", "pass",

@@ -20,16 +20,21 @@ class MetricWriter:
         self._enabled = jax.process_index() == 0 if enabled is None else enabled
         self._writer = None
         if self._enabled:
-            # Imported here: it pulls in TensorFlow, which only the writing process needs.
-            from flax.metrics import tensorboard
-            # One flush per call, not per scalar: on object storage each flush uploads the file again.
-            self._writer = tensorboard.SummaryWriter(log_dir, auto_flush=False)
+            # TensorFlow's own writer (flax.metrics.tensorboard wraps it, and loads Keras through
+            # TensorBoard's hparams plugin, which cli.prepare_tensorflow keeps out). Imported
+            # here: only the writing process needs TensorFlow.
+            import tensorflow as tf
+
+            self._tf = tf
+            self._writer = tf.summary.create_file_writer(log_dir)
 
     def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
         if self._writer is None:
             return
-        for name, value in scalars.items():
-            self._writer.scalar(name, value, step)
+        with self._writer.as_default(step=step):
+            for name, value in scalars.items():
+                self._tf.summary.scalar(name, float(value))
+        # One flush per call, not per scalar: on object storage each flush uploads the file again.
         self._writer.flush()
 
     def flush(self) -> None:
