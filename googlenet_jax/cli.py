@@ -29,9 +29,9 @@ class UsageError(ValueError):
 
 
 # TensorFlow's import loads Keras's optimizers (tensorflow/__init__.py, for SavedModel
-# registries), which load all of Keras and scikit-learn: 2-3 s of every command's start-up on 2
-# cores, 6 s on a busy machine. Nothing here uses Keras; marked absent, that import fails and
-# TensorFlow goes on without it (it catches the ImportError).
+# registries), which load all of Keras and scikit-learn: 1.6 s of every command's start-up on 2
+# cores (docs/performance.md, "Start-up"). Nothing here uses Keras; marked absent, that import
+# fails and TensorFlow goes on without it (it catches the ImportError).
 _KERAS_LOADED_BY_TENSORFLOW = "keras.src.optimizers"
 
 
