@@ -30,11 +30,6 @@ STEPS = 200
 RUN = [*DIGITS_RUN, f"--config.num_train_steps={STEPS}", f"--config.checkpoint_every_steps={STEPS}"]
 
 
-@pytest.fixture(scope="module")
-def data_dir(digits_data_dir):
-    return digits_data_dir
-
-
 def _train(workdir, data_dir, cache_dir, launcher=()):
     return BackgroundCommand([*launcher, "train.py", *RUN, f"--config.data_dir={data_dir}",
                               "--workdir", workdir], cache_dir=cache_dir)
@@ -70,9 +65,9 @@ def _stopped_line(stdout, signame, workdir):
     return int(lines[0].group(1))
 
 
-def test_ctrl_c_saves_the_step_in_flight_and_exits_130(tmp_path, data_dir, jax_cache):
+def test_ctrl_c_saves_the_step_in_flight_and_exits_130(tmp_path, digits_data_dir, jax_cache):
     workdir = tmp_path / "workdir"
-    run = _train(workdir, data_dir, jax_cache)
+    run = _train(workdir, digits_data_dir, jax_cache)
     run.wait_for(f"step 2/{STEPS}")
     run.proc.send_signal(signal.SIGINT)
     run.finish()
@@ -84,10 +79,10 @@ def test_ctrl_c_saves_the_step_in_flight_and_exits_130(tmp_path, data_dir, jax_c
     _assert_complete_checkpoint(workdir, step)
 
 
-def test_a_second_ctrl_c_while_saving_is_reported_and_the_save_completes(tmp_path, data_dir, jax_cache):
+def test_a_second_ctrl_c_while_saving_is_reported_and_the_save_completes(tmp_path, digits_data_dir, jax_cache):
     workdir = tmp_path / "workdir"
     folder = workdir / "checkpoints"
-    run = _train(workdir, data_dir, jax_cache)
+    run = _train(workdir, digits_data_dir, jax_cache)
     run.wait_for(f"step 2/{STEPS}")
     run.proc.send_signal(signal.SIGINT)
     # The second Ctrl-C lands while orbax writes the step: its temporary folder is there.
@@ -107,11 +102,11 @@ def test_a_second_ctrl_c_while_saving_is_reported_and_the_save_completes(tmp_pat
     _assert_complete_checkpoint(workdir, step)
 
 
-def test_the_launcher_forwards_sigterm_and_exits_with_the_status_of_its_child(tmp_path, data_dir, jax_cache):
+def test_the_launcher_forwards_sigterm_and_exits_with_the_status_of_its_child(tmp_path, digits_data_dir, jax_cache):
     """One process under the launcher joins jax.distributed, so it stops through JAX's own
     SIGTERM handler and preemption sync point (training/preemption.py's multi-process path)."""
     workdir = tmp_path / "workdir"
-    run = _train(workdir, data_dir, jax_cache,
+    run = _train(workdir, digits_data_dir, jax_cache,
                  launcher=["-m", "googlenet_jax.launch", "--num_processes", "1", "--", sys.executable])
     run.wait_for(f"step 2/{STEPS}")
     os.kill(run.proc.pid, signal.SIGTERM)  # the launcher alone: its child hears it from the launcher

@@ -31,20 +31,15 @@ RUN = ["--config.image_size=32", "--config.batch_size=16", "--config.eval_batch_
        f"--config.num_train_steps={LEARNING_STEPS}", "--config.checkpoint_every_steps=1000"]
 
 
-@pytest.fixture(scope="module")
-def digits_dir(digits_data_dir):
-    return digits_data_dir
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("flags, under_ln10, over_chance", [
     # measured: held-out loss 1.927 (0.38 under ln 10 = 2.303), top-1 0.319 (22 points over chance)
     pytest.param([], 0.2, 0.12, id="float32-loss-0.2-under-ln10-top1-12-points-over-chance"),
 ])
 def test_80_steps_bring_the_held_out_loss_under_ln10_and_top1_over_chance(flags, under_ln10, over_chance, tmp_path,
-                                                                          digits_dir, jax_cache):
+                                                                          digits_data_dir, jax_cache):
     workdir = tmp_path / "workdir"
-    helpers.run_command(["train.py", *RUN, *flags, f"--config.data_dir={digits_dir}", "--workdir", workdir],
+    helpers.run_command(["train.py", *RUN, *flags, f"--config.data_dir={digits_data_dir}", "--workdir", workdir],
                         cache_dir=jax_cache, timeout=1800)
     final = json.loads((workdir / "final_metrics.json").read_text())
     assert final["step"] == LEARNING_STEPS and final["eval_count"] == 360
