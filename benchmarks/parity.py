@@ -27,9 +27,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from googlenet_jax import GoogLeNet  # noqa: E402
-from googlenet_jax.convert import torchvision_to_flax  # noqa: E402
 from googlenet_jax.model import fold_batch_norm  # noqa: E402
 from googlenet_jax.model.losses import googlenet_loss  # noqa: E402
+from googlenet_jax.weights.torch_layout import torchvision_to_flax  # noqa: E402
 
 import helpers as ref  # noqa: E402  (tests/helpers.py)
 

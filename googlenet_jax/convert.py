@@ -22,9 +22,12 @@ from googlenet_jax import cli, weights
 from googlenet_jax.model import architecture
 from googlenet_jax.weights import paths
 from googlenet_jax.weights.files import load_variables, save_variables  # noqa: F401  (public API)
-from googlenet_jax.weights.torch_layout import import_torch, load_torch_state_dict
-from googlenet_jax.weights.torch_layout import state_dict_to_variables as torchvision_to_flax
-from googlenet_jax.weights.torch_layout import variables_to_state_dict as flax_to_torchvision
+from googlenet_jax.weights.torch_layout import (
+    flax_to_torchvision,  # noqa: F401  (public API)
+    import_torch,
+    load_torch_state_dict,
+    torchvision_to_flax,  # noqa: F401  (public API)
+)
 
 
 def parse_args(argv=None):

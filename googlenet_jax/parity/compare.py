@@ -68,7 +68,7 @@ def insert_after(stages: Mapping[str, str], after: str, new: Mapping[str, str]) 
 
 def torchvision_state_dict(variables: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """Our variables (or gradients in their place) as a torch state_dict of numpy arrays."""
-    return torch_layout.variables_to_state_dict(variables, return_numpy=True)
+    return torch_layout.flax_to_torchvision(variables, return_numpy=True)
 
 
 def random_labels(count: int, num_classes: int, seed: int = LABELS_SEED) -> np.ndarray:

@@ -27,7 +27,7 @@ def load_models(args):
         variant = args.variant or torch_layout.detect_variant(state_dict)
         state_dict = {k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()}
         try:
-            variables = torch_layout.state_dict_to_variables(state_dict, variant=variant)
+            variables = torch_layout.torchvision_to_flax(state_dict, variant=variant)
         except ValueError as error:
             raise UsageError(f"{args.weights}: {error}") from None
         transform_input = variant == "torchvision" if transform_input is None else transform_input
@@ -37,7 +37,7 @@ def load_models(args):
         variant = args.variant or "torchvision"
         transform_input = variant == "torchvision" if transform_input is None else transform_input
         torch_net = references.build(variant, transform_input=transform_input, seed=args.seed)
-        variables = torch_layout.state_dict_to_variables(
+        variables = torch_layout.torchvision_to_flax(
             {k: v.numpy() for k, v in torch_net.state_dict().items()}, variant=variant)
         described = f"random (He-scaled, randomised BatchNorm statistics, seed {args.seed})"
     if transform_input and variant != "torchvision":

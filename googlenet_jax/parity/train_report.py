@@ -84,9 +84,9 @@ def save_run(report: TrainParityReport, path: str) -> None:
     """The replay file (DESIGN.md's --save_run keys): a user's own torch trainer can rerun it."""
     saved = report.replay
     recipe: TorchRecipe = saved["recipe"]
-    arrays = {f"init/{k}": v for k, v in torch_layout.variables_to_state_dict(
+    arrays = {f"init/{k}": v for k, v in torch_layout.flax_to_torchvision(
         saved["variables"], return_numpy=True).items()}
-    arrays.update({f"final/{k}": v for k, v in torch_layout.variables_to_state_dict(
+    arrays.update({f"final/{k}": v for k, v in torch_layout.flax_to_torchvision(
         saved["ours"].variables, return_numpy=True).items()})
     config = saved["config"]
     arrays.update(

@@ -83,7 +83,7 @@ def _models(args, config):
                          f"{config.model.variant!r}")
     state_dict = {k: v.detach().double().numpy() if v.is_floating_point() else v.numpy()
                   for k, v in torch_net.state_dict().items()}
-    variables = torch_layout.state_dict_to_variables(state_dict, variant=variant)
+    variables = torch_layout.torchvision_to_flax(state_dict, variant=variant)
     return torch_net, variables, variant, described
 
 
@@ -122,7 +122,7 @@ def _names(variables) -> dict[str, list[str]]:
     def masked(mask_tree):
         as_arrays = {**variables, "params": jax.tree.map(lambda keep, p: np.full(np.shape(p), float(keep)),
                                                          mask_tree, variables["params"])}
-        flags = torch_layout.variables_to_state_dict(as_arrays, return_numpy=True)
+        flags = torch_layout.flax_to_torchvision(as_arrays, return_numpy=True)
         return sorted(name for name in parameter_names(variables) if np.all(flags[name] == 1.0))
 
     return {"kernels": masked(optim.kernel_mask(variables["params"])),
@@ -132,7 +132,7 @@ def _names(variables) -> dict[str, list[str]]:
 
 def parameter_names(variables) -> list[str]:
     """The torch parameter names (not buffers) of our variables, in torch's order."""
-    names = torch_layout.variables_to_state_dict({**variables}, return_numpy=True)
+    names = torch_layout.flax_to_torchvision({**variables}, return_numpy=True)
     return [name for name in names if not name.endswith(("running_mean", "running_var", "num_batches_tracked"))]
 
 
@@ -231,7 +231,7 @@ def _report(ours, theirs, baseline, logits, init_variables, tolerances, factor: 
         drift_so_far = max(drift_so_far, rel_error(c, b))
         rows.append(row("step loss", f"step {step}", a, b, drift_so_far,
                         note=f"ours {a:.10g}, torch {b:.10g}, lr {lr:.6g}; baseline {rel_error(c, b):.1e}"))
-    our_final = torch_layout.variables_to_state_dict(ours.variables, return_numpy=True)
+    our_final = torch_layout.flax_to_torchvision(ours.variables, return_numpy=True)
     params = parameter_names(init_variables)
     # After the first update only the recipes act (same weights, same batches, same gradients up
     # to rounding): a tensor over tolerance here is one the two optimizers treat differently.
@@ -287,7 +287,7 @@ def _report(ours, theirs, baseline, logits, init_variables, tolerances, factor: 
 
 def _as_torch_names(tree, variables) -> dict[str, np.ndarray]:
     """A params-shaped tree (momentum, EMA) in torch's names and layouts."""
-    return torch_layout.variables_to_state_dict({**variables, "params": tree}, return_numpy=True)
+    return torch_layout.flax_to_torchvision({**variables, "params": tree}, return_numpy=True)
 
 
 def _recipe_text(recipe: TorchRecipe, num_params: int) -> str:

@@ -55,7 +55,7 @@ def _load_pth(path: str) -> tuple[dict, ModelInfo]:
                            f"keys start {shown})")
     variant = torch_layout.detect_variant(keys)
     try:
-        variables = torch_layout.state_dict_to_variables(state_dict, variant=variant)
+        variables = torch_layout.torchvision_to_flax(state_dict, variant=variant)
     except ValueError as error:
         raise WeightsError(f"{path}: {error}") from None
     num_classes = int(variables["params"]["fc"]["kernel"].shape[-1])

@@ -1,7 +1,7 @@
 """Torch state_dicts in torchvision's googlenet layout <-> our Flax variables.
 
-    state_dict_to_variables(state_dict, variant="torchvision") -> {"params"[, "batch_stats"]}
-    variables_to_state_dict(variables) -> state_dict for torchvision's googlenet(...) (strict)
+    torchvision_to_flax(state_dict, variant="torchvision") -> {"params"[, "batch_stats"]}
+    flax_to_torchvision(variables) -> state_dict for torchvision's googlenet(...) (strict)
 
 Both variants use torchvision's key names: the "paper" variant's state_dict has biased convs
 and no BatchNorm (`conv1.conv.weight`, `conv1.conv.bias`, ...), the layout of the torch.nn
@@ -136,7 +136,7 @@ def _check_variant_of_state_dict(keys, variant: str):
                          "torchvision-variant state_dict; pass variant='torchvision'")
 
 
-def state_dict_to_variables(state_dict: Mapping[str, Any], *, variant: str = "torchvision",
+def torchvision_to_flax(state_dict: Mapping[str, Any], *, variant: str = "torchvision",
                             num_classes: int | None = None) -> dict:
     """Converts a torchvision-layout googlenet state_dict (torch tensors or numpy arrays) to Flax variables.
 
@@ -167,7 +167,7 @@ def state_dict_to_variables(state_dict: Mapping[str, Any], *, variant: str = "to
     return traverse_util.unflatten_dict(flat, sep="/")
 
 
-def variables_to_state_dict(variables: Mapping[str, Any], *, num_batches_tracked: int = 0,
+def flax_to_torchvision(variables: Mapping[str, Any], *, num_batches_tracked: int = 0,
                             return_numpy: bool = False) -> dict:
     """Converts Flax variables back to a torchvision-layout googlenet state_dict (torchvision key order).
 

@@ -13,7 +13,7 @@ from PIL import Image
 from torchvision.models import googlenet
 
 import googlenet_jax
-from googlenet_jax import convert
+from googlenet_jax.weights import torch_layout
 from googlenet_jax.weights.files import restore_as_numpy
 
 import helpers
@@ -64,7 +64,7 @@ def test_export_bfloat16_runs_and_stays_within_bfloat16_rounding_of_torch_float3
 
     state = restore_as_numpy(f"{workdir}/checkpoints/2/default")
     net = googlenet(weights=None, num_classes=3, aux_logits=True, init_weights=False).eval()
-    state_dict = convert.flax_to_torchvision({"params": state["ema_params"], "batch_stats": state["batch_stats"]})
+    state_dict = torch_layout.flax_to_torchvision({"params": state["ema_params"], "batch_stats": state["batch_stats"]})
     net.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state_dict.items()})
     with torch.no_grad():
         expected = net(helpers.to_nchw(images)).numpy()

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from googlenet_jax.convert import torchvision_to_flax
 from googlenet_jax.model import backbone_stages
 from googlenet_jax.weights.files import restore_as_numpy
+from googlenet_jax.weights.torch_layout import torchvision_to_flax
 
 import helpers
 

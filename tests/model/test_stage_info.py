@@ -22,7 +22,7 @@ SIZE = 64  # every stage at least 2x2
 @pytest.fixture(scope="module")
 def model_and_variables():
     net = helpers.torch_reference("torchvision", aux_logits=True, seed=5)
-    from googlenet_jax.convert import torchvision_to_flax
+    from googlenet_jax.weights.torch_layout import torchvision_to_flax
     return GoogLeNet(), torchvision_to_flax(helpers.state_dict_numpy(net)), net
 
 

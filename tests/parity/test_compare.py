@@ -16,11 +16,11 @@ import pytest
 import torch
 
 from googlenet_jax import GoogLeNet, parity
-from googlenet_jax.convert import torchvision_to_flax
 
 # The function, from its module: once googlenet_jax.parity.compare (the module) is imported, for
 # example by parity.tool, the package attribute `parity.compare` is that module.
 from googlenet_jax.parity.compare import compare
+from googlenet_jax.weights.torch_layout import torchvision_to_flax
 
 import helpers
 

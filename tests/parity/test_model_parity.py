@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from googlenet_jax import GoogLeNet, GoogLeNetOutputs
-from googlenet_jax.convert import flax_to_torchvision, torchvision_to_flax
 from googlenet_jax.model import fold_batch_norm
 from googlenet_jax.model.losses import googlenet_loss
+from googlenet_jax.weights.torch_layout import flax_to_torchvision, torchvision_to_flax
 
 import helpers as ref
 

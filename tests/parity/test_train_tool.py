@@ -253,7 +253,7 @@ def test_weight_decay_params_pick_the_tensors_torchvisions_reference_flags_pick(
     "all" is model.parameters(), "all_but_batchnorm" the reference's --norm-weight-decay 0 (no
     BatchNorm weight or bias), "kernels" the tensors of rank > 1."""
     net = helpers.torch_reference("torchvision", aux_logits=True, seed=0)
-    variables = torch_layout.state_dict_to_variables(helpers.state_dict_numpy(net), variant="torchvision")
+    variables = torch_layout.torchvision_to_flax(helpers.state_dict_numpy(net), variant="torchvision")
     names = train_tool._names(variables)
     torch_params = dict(net.named_parameters())
     assert set(names["all"]) == set(torch_params)

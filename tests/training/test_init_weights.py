@@ -14,7 +14,7 @@ from googlenet_jax import convert
 from googlenet_jax.model.network import GoogLeNet
 from googlenet_jax.training import init_weights, optim
 from googlenet_jax.training.train_state import create_train_state
-from googlenet_jax.weights import files
+from googlenet_jax.weights import files, torch_layout
 
 import helpers
 from helpers import FINETUNE_ARGS, run_command
@@ -31,7 +31,7 @@ def _checkpoint(workdir, step=2):
 def test_the_classifiers_are_new_for_the_class_count(finetuned_workdir, torchvision_pth):
     workdir, stdout = finetuned_workdir
     source = traverse_util.flatten_dict(
-        convert.torchvision_to_flax(helpers.state_dict_numpy(torchvision_pth[1]))["params"])
+        torch_layout.torchvision_to_flax(helpers.state_dict_numpy(torchvision_pth[1]))["params"])
     params = traverse_util.flatten_dict(_checkpoint(workdir)["params"])
     for key, value in params.items():
         if key[:-1] in CLASSIFIERS:

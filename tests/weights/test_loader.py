@@ -11,7 +11,7 @@ import googlenet_jax
 from googlenet_jax import convert
 from googlenet_jax.training import checkpointing
 from googlenet_jax.training.train_state import TrainState
-from googlenet_jax.weights import WeightsError
+from googlenet_jax.weights import WeightsError, files, torch_layout
 
 import helpers
 
@@ -36,7 +36,7 @@ def test_torchvision_pth_loads_as_torchvisions_pretrained_builder_sets_it(torchv
     assert (info.image_size, info.resize_size, info.normalization) == (224, 256, "torchvision")
     assert info.class_names[:2] == ("tench", "goldfish") and info.aux_logits
     _assert_same_arrays(loaded.variables["params"],
-                        convert.torchvision_to_flax(helpers.state_dict_numpy(net))["params"])
+                        torch_layout.torchvision_to_flax(helpers.state_dict_numpy(net))["params"])
 
 
 def test_transform_input_can_be_turned_off(torchvision_pth):
@@ -79,7 +79,7 @@ def _write_workdir(root, *, ema: bool):
     os.makedirs(root)
     (root / "config.json").write_text(config.to_json())
     net = helpers.torch_reference("torchvision", num_classes=10)
-    variables = convert.torchvision_to_flax(helpers.state_dict_numpy(net))
+    variables = torch_layout.torchvision_to_flax(helpers.state_dict_numpy(net))
     averaged = {k: v * 0.5 for k, v in _flat(variables["params"]).items()}
     state = TrainState(step=np.int32(7), params=variables["params"], batch_stats=variables["batch_stats"],
                        opt_state={}, ema_params=traverse_util.unflatten_dict(averaged) if ema else {},
@@ -168,8 +168,8 @@ def test_empty_folder_and_workdir_without_checkpoints(tmp_path):
 def test_damaged_checkpoint_names_the_step_folder(tmp_path):
     _write_workdir(tmp_path / "run", ema=False)
     step = tmp_path / "run" / "checkpoints" / "7"
-    for root, _, files in os.walk(step):
-        for name in files:
+    for root, _, names in os.walk(step):
+        for name in names:
             if "ocdbt" in root or name.endswith(".ocdbt") or name == "manifest.ocdbt":
                 open(os.path.join(root, name), "wb").close()  # truncate the array data
     message = _error(tmp_path / "run")
@@ -177,9 +177,9 @@ def test_damaged_checkpoint_names_the_step_folder(tmp_path):
 
 
 def test_weights_of_the_wrong_shape_are_named(tmp_path):
-    variables = convert.torchvision_to_flax(helpers.state_dict_numpy(
+    variables = torch_layout.torchvision_to_flax(helpers.state_dict_numpy(
         helpers.torch_reference("torchvision", aux_logits=False)))
     variables["params"]["conv2"]["conv"]["kernel"] = np.zeros((1, 1, 64, 32), np.float32)
-    convert.save_variables(str(tmp_path / "bad"), variables)
+    files.save_variables(str(tmp_path / "bad"), variables)
     message = _error(tmp_path / "bad")
     assert "conv2/conv/kernel has shape (1, 1, 64, 32), expected (1, 1, 64, 64)" in message

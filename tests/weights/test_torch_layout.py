@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from googlenet_jax.convert import flax_to_torchvision, load_torch_state_dict, torchvision_to_flax
+from googlenet_jax.weights.torch_layout import flax_to_torchvision, load_torch_state_dict, torchvision_to_flax
 
 import helpers as ref
 from helpers import run_command
@@ -115,3 +115,12 @@ def test_command_line_errors_are_one_line(tmp_path):
     result = _cli("to-flax", str(tmp_path / "missing.pth"), str(tmp_path / "ckpt"))
     assert result.returncode == 2 and result.stderr.startswith("convert: error: ")
     assert result.stderr.strip().count("\n") == 0 and "missing.pth: no such file" in result.stderr
+
+
+def test_the_public_converter_names_are_the_functions_themselves():
+    """DESIGN.md's googlenet_jax.convert.torchvision_to_flax / flax_to_torchvision: one name each."""
+    from googlenet_jax import convert
+    from googlenet_jax.weights import torch_layout
+
+    assert convert.torchvision_to_flax is torch_layout.torchvision_to_flax
+    assert convert.flax_to_torchvision is torch_layout.flax_to_torchvision
