@@ -37,7 +37,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.augment.photometric = False  # the paper's brightness, contrast, saturation, hue
     config.augment.random_interpolation = False  # the paper's random resize methods
 
-    # Model.
+    # Model: every field is a field of GoogLeNet (googlenet_jax/model/network.py), which the run
+    # builds as GoogLeNet(num_classes=..., **config.model) and records in model_info.json.
     config.model = ml_collections.ConfigDict()
     config.model.variant = "torchvision"  # "torchvision" (BatchNorm) or "paper" (LRN, biases)
     config.model.dtype = "float32"  # compute dtype ("bfloat16" on GPUs/TPUs); parameters stay float32
@@ -48,6 +49,9 @@ def get_config() -> ml_collections.ConfigDict:
     # BatchNorm's running variance: "biased" (Flax's rule) or "unbiased" (torch's: the batch
     # variance times n / (n - 1)); only the statistics evaluation uses differ.
     config.model.bn_running_var = "biased"
+    # How each Inception stage is built from its Table 1 row: "reduced" (the paper's Figure 2b,
+    # both variants) or "naive" (Figure 2a: no 1x1 reductions, no pool projection; the ablation).
+    config.model.inception_block = "reduced"
     # Start from existing weights (a torchvision .pth, a workdir or one of its checkpoint
     # steps, a converted checkpoint): matching arrays are copied, the classifiers are
     # freshly initialised when the class count differs. Ignored when resuming.

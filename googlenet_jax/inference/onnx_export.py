@@ -1,13 +1,14 @@
 """An ONNX file of the inference function, for CPU serving in onnxruntime (no JAX, no googlenet_jax).
 
-Written node by node from the architecture table and the weights with the `onnx` package's
-helpers (the graph is small and fully known), not traced through another framework:
+Written node by node from the network's block descriptions (`model.backbone()`) and the weights
+with the `onnx` package's helpers (the graph is small and fully known), not traced through
+another framework:
 
     images float32 (batch, S, S, 3) NHWC, preprocessed
       -> Transpose to NCHW, once
       -> transform_input as a per-channel Mul and Add (when the weights need it)
       -> per convolution block one Conv (BatchNorm folded into its kernel and bias) and Relu;
-         ceil-mode MaxPool; LRN (paper variant); each Inception module's four branches, Concat
+         ceil-mode MaxPool; LRN (paper variant); each Inception block's parts, Concat
       -> GlobalAveragePool, Flatten, Gemm -> logits (batch, num_classes) [-> Softmax]
 
 The aux heads are left out (inference never runs them). BatchNorm is folded as the jax
@@ -25,7 +26,6 @@ from googlenet_jax.model.input_spec import IMAGENET_MEAN, IMAGENET_STD
 
 OPSET = 17
 ONNX_INSTALL = "pip install onnx==1.23.2"
-LRN = {"alpha": 1e-4, "beta": 0.75, "bias": 1.0}  # layers.local_response_norm's defaults
 
 
 def import_onnx():
@@ -57,31 +57,32 @@ class _Graph:
         self.nodes.append(self.onnx.helper.make_node(op, inputs, [output], name=output, **attributes))
         return output
 
-    def conv_block(self, x: str, name: str, block, stats, kernel_size: int, stride: int = 1,
-                   padding: int = 0) -> str:
-        kernel, bias = folding.fold_block(block, stats)  # BatchNorm folded in when the block has one
-        kernel = kernel.transpose(3, 2, 0, 1)  # HWIO -> OIHW
-        y = self.node("Conv", [x, self.constant(f"{name}/kernel", kernel), self.constant(f"{name}/bias", bias)],
-                      hint=name, kernel_shape=[kernel_size] * 2, strides=[stride] * 2, pads=[padding] * 4)
-        return self.node("Relu", [y], hint=f"{name}/relu")
+    def layer(self, x: str, layer, name: str, params, stats) -> str:
+        """One layer of a block (architecture.Conv, MaxPool or LRN); params and stats: a
+        convolution block's."""
+        if isinstance(layer, arch.Conv):
+            kernel, bias = folding.fold_block(params, stats)  # BatchNorm folded in when the block has one
+            kernel = kernel.transpose(3, 2, 0, 1)  # HWIO -> OIHW
+            y = self.node("Conv", [x, self.constant(f"{name}/kernel", kernel), self.constant(f"{name}/bias", bias)],
+                          hint=name, kernel_shape=[layer.kernel] * 2, strides=[layer.stride] * 2,
+                          pads=[layer.padding] * 4)
+            return self.node("Relu", [y], hint=f"{name}/relu")
+        if isinstance(layer, arch.MaxPool):
+            # ceil_mode as torchvision and Caffe round; no window here starts in the padding.
+            return self.node("MaxPool", [x], hint=name, kernel_shape=[layer.kernel] * 2,
+                             strides=[layer.stride] * 2, pads=[layer.padding] * 4, ceil_mode=1)
+        return self.node("LRN", [x], hint=name, size=layer.size, alpha=layer.alpha, beta=layer.beta,
+                         bias=layer.bias)
 
-    def max_pool(self, x: str, kernel: int, stride: int, padding: int = 0) -> str:
-        # ceil_mode as torchvision and Caffe round; no window here starts in the padding.
-        return self.node("MaxPool", [x], kernel_shape=[kernel] * 2, strides=[stride] * 2, pads=[padding] * 4,
-                         ceil_mode=1)
-
-
-def _inception(g: _Graph, x: str, name: str, params, stats, branch5x5_kernel: int) -> str:
-    def block(part: str, inputs: str, kernel: int = 1, padding: int = 0) -> str:
-        return g.conv_block(inputs, f"{name}/{part}", params[part], stats.get(part), kernel, padding=padding)
-
-    branches = [
-        block("branch1x1", x),
-        block("branch3x3", block("branch3x3_reduce", x), 3, 1),
-        block("branch5x5", block("branch5x5_reduce", x), branch5x5_kernel, branch5x5_kernel // 2),
-        block("pool_proj", g.max_pool(x, 3, 1, padding=1)),
-    ]
-    return g.node("Concat", branches, hint=name, axis=1)
+    def block(self, x: str, name: str, block, params, stats) -> str:
+        """A stage: its parts in order, then the concatenation of its outputs."""
+        if block.single:
+            return self.layer(x, block.parts[0].layer, name, params.get(name), stats.get(name))
+        params, stats, out = params[name], stats.get(name, {}), {"": x}
+        for part in block.parts:
+            out[part.name] = self.layer(out[part.input], part.layer, f"{name}/{part.name}",
+                                        params.get(part.name), stats.get(part.name))
+        return self.node("Concat", [out[part] for part in block.outputs], hint=name, axis=1)
 
 
 def to_onnx(model, variables: Mapping[str, Any], *, logits: bool = False, image_size: int | None = None):
@@ -91,7 +92,6 @@ def to_onnx(model, variables: Mapping[str, Any], *, logits: bool = False, image_
     square input side written into the input's shape (None: any height and width).
     """
     onnx = import_onnx()
-    spec = arch.variant_spec(model.variant)
     params, stats = variables["params"], variables.get("batch_stats", {})
     g = _Graph(onnx)
     x = g.node("Transpose", ["images"], hint="nchw", perm=[0, 3, 1, 2])
@@ -100,15 +100,8 @@ def to_onnx(model, variables: Mapping[str, Any], *, logits: bool = False, image_
         x = g.node("Mul", [x, g.constant("transform/scale", (std / 0.5).astype(np.float32).reshape(1, 3, 1, 1))])
         x = g.node("Add", [x, g.constant("transform/shift",
                                          ((mean - 0.5) / 0.5).astype(np.float32).reshape(1, 3, 1, 1))])
-    for name, layer in arch.backbone(model.variant):
-        if isinstance(layer, arch.Conv):
-            x = g.conv_block(x, name, params[name], stats.get(name), layer.kernel, layer.stride, layer.padding)
-        elif isinstance(layer, arch.MaxPool):
-            x = g.max_pool(x, layer.kernel, layer.stride)
-        elif isinstance(layer, arch.LRN):
-            x = g.node("LRN", [x], hint=name, size=layer.size, **LRN)
-        else:
-            x = _inception(g, x, name, params[name], stats.get(name, {}), spec.branch5x5_kernel)
+    for name, block in model.backbone():
+        x = g.block(x, name, block, params, stats)
     x = g.node("Flatten", [g.node("GlobalAveragePool", [x], hint="avgpool")], axis=1)
     fc = params["fc"]
     out = g.node("Gemm", [x, g.constant("fc/kernel", np.asarray(fc["kernel"], np.float32)),

@@ -51,14 +51,10 @@ BN_RUNNING_VARS = ("biased", "unbiased")
 BN_EPSILON = 1e-3  # torchvision's BasicConv2d: BatchNorm2d(eps=0.001)
 AUX_POOLED_SIZE = 4  # both variants' aux heads see a 4x4 map (fc1 takes 128 * 4 * 4)
 FEATURES_DIM = 1024  # inception5b's channels, globally pooled: the classifier's input
-# The sub-stages an Inception module records, named after its submodules ("pool" is the 3x3/1
-# max pool that feeds pool_proj).
-INCEPTION_PARTS = ("branch1x1", "branch3x3_reduce", "branch3x3", "branch5x5_reduce", "branch5x5",
-                   "pool", "pool_proj")
 
 
 class Conv(NamedTuple):
-    """A stem convolution block: conv (square kernel, symmetric zero padding) -> BN or bias -> ReLU."""
+    """A convolution block: conv (square kernel, symmetric zero padding) -> BN or bias -> ReLU."""
 
     features: int
     kernel: int
@@ -67,16 +63,119 @@ class Conv(NamedTuple):
 
 
 class MaxPool(NamedTuple):
-    """A ceil-mode max pool between stages."""
+    """A ceil-mode max pool."""
 
     kernel: int
     stride: int
+    padding: int = 0
 
 
 class LRN(NamedTuple):
     """Caffe's local response normalisation across channels (the paper variant's stem)."""
 
     size: int = 5
+    alpha: float = 1e-4
+    beta: float = 0.75
+    bias: float = 1.0
+
+
+def output_size(layer: Conv | MaxPool | LRN, size: int) -> int:
+    """Side of a layer's output for a square input of `size` (below 1: the layer fails)."""
+    if isinstance(layer, MaxPool):
+        return layers.pool_output_size(size, layer.kernel, layer.stride, layer.padding, ceil_mode=True)
+    if isinstance(layer, Conv):
+        return (size + 2 * layer.padding - layer.kernel) // layer.stride + 1
+    return size
+
+
+class Part(NamedTuple):
+    """One layer of a block, reading the block's input ("") or an earlier part's output.
+
+    torch_name: the torchvision module this convolution is (None: torchvision has none).
+    column: the Table 1 column its width fills (None: none).
+    """
+
+    name: str
+    layer: Conv | MaxPool | LRN
+    input: str = ""
+    torch_name: str | None = None
+    column: str | None = None
+
+
+class Block(NamedTuple):
+    """One stage of the network: its parts in the order they compute, and the parts whose
+    outputs it concatenates on channels. A block of one part named "" is that layer itself
+    (a stem convolution, a max pool, LRN): its parameters sit under the stage's name."""
+
+    kind: str  # "conv", "max_pool", "lrn" or an INCEPTION_BLOCKS name
+    parts: tuple[Part, ...]
+    outputs: tuple[str, ...]
+
+    @property
+    def single(self) -> bool:
+        return self.parts[0].name == ""
+
+    @property
+    def stride(self) -> int:
+        return max(getattr(part.layer, "stride", 1) for part in self.parts)
+
+    def output_size(self, size: int) -> int:
+        """Side of the block's output for a square input of `size` (below 1: it fails)."""
+        sizes = {"": size}
+        for part in self.parts:
+            given = sizes[part.input]
+            sizes[part.name] = output_size(part.layer, given) if given >= 1 else 0
+        return min(sizes[name] for name in self.outputs)
+
+    def depth(self) -> int:
+        """The most convolutions on one path through the block (Table 1's depth)."""
+        depths = {"": 0}
+        for part in self.parts:
+            depths[part.name] = depths[part.input] + isinstance(part.layer, Conv)
+        return max(depths[name] for name in self.outputs)
+
+
+def layer_block(layer: Conv | MaxPool | LRN) -> Block:
+    """A stage that is one layer."""
+    kind = {Conv: "conv", MaxPool: "max_pool", LRN: "lrn"}[type(layer)]
+    return Block(kind, (Part("", layer),), ("",))
+
+
+def reduced_inception(c: InceptionChannels, branch5x5_kernel: int) -> Block:
+    """The paper's Figure 2b, as Table 1 and both variants build it: 1x1 | 1x1 -> 3x3 |
+    1x1 -> "5x5" | 3x3 max pool -> 1x1, concatenated (torchvision's branch1 ... branch4)."""
+    k = branch5x5_kernel
+    return Block("reduced", (
+        Part("branch1x1", Conv(c.ch1x1, 1), torch_name="branch1", column="ch1x1"),
+        Part("branch3x3_reduce", Conv(c.ch3x3_reduce, 1), torch_name="branch2.0", column="ch3x3_reduce"),
+        Part("branch3x3", Conv(c.ch3x3, 3, padding=1), "branch3x3_reduce", "branch2.1", "ch3x3"),
+        Part("branch5x5_reduce", Conv(c.ch5x5_reduce, 1), torch_name="branch3.0", column="ch5x5_reduce"),
+        Part("branch5x5", Conv(c.ch5x5, k, padding=k // 2), "branch5x5_reduce", "branch3.1", "ch5x5"),
+        Part("pool", MaxPool(3, 1, padding=1)),  # torchvision's branch4.0
+        Part("pool_proj", Conv(c.pool_proj, 1), "pool", "branch4.1", "pool_proj"),
+    ), ("branch1x1", "branch3x3", "branch5x5", "pool_proj"))
+
+
+def naive_inception(c: InceptionChannels, branch5x5_kernel: int) -> Block:
+    """The paper's Figure 2a, the module it argues against: 1x1, 3x3 and "5x5" convolutions
+    and a 3x3 max pool side by side on the module's input, with no 1x1 reductions and no pool
+    projection, so the pool passes every input channel on and the widths compound."""
+    k = branch5x5_kernel
+    return Block("naive", (
+        Part("branch1x1", Conv(c.ch1x1, 1), column="ch1x1"),
+        Part("branch3x3", Conv(c.ch3x3, 3, padding=1), column="ch3x3"),
+        Part("branch5x5", Conv(c.ch5x5, k, padding=k // 2), column="ch5x5"),
+        Part("pool", MaxPool(3, 1, padding=1)),
+    ), ("branch1x1", "branch3x3", "branch5x5", "pool"))
+
+
+# How an Inception stage is built from its Table 1 row: GoogLeNet(inception_block=NAME). A fork
+# adds a kind of module here; the network, the ONNX writer, the torchvision layout, Table 1 and
+# the stage names all read the Block it returns.
+INCEPTION_BLOCKS: dict[str, Callable[[InceptionChannels, int], Block]] = {
+    "reduced": reduced_inception, "naive": naive_inception}
+# The sub-stages a (reduced) Inception module records, "inception4a/branch3x3": its parts.
+INCEPTION_PARTS = tuple(part.name for part in reduced_inception(InceptionChannels(*[1] * 6), 3).parts)
 
 
 def torch_linear_bias_init(fan_in: int):
@@ -154,9 +253,13 @@ def known_variant(variant: str) -> bool:
     return variant in VARIANTS or variant in TEST_VARIANTS
 
 
-def backbone(variant: str) -> tuple[tuple[str, Conv | MaxPool | LRN | InceptionChannels], ...]:
-    """The layers from the image to inception5b, in order: (stage name, layer)."""
+def backbone(variant: str, inception_block: str = "reduced") -> tuple[tuple[str, Block], ...]:
+    """The stages from the image to inception5b, in order: (stage name, Block). Every Inception
+    stage is built by INCEPTION_BLOCKS[inception_block] from its Table 1 row."""
     spec = variant_spec(variant)
+    if inception_block not in INCEPTION_BLOCKS:
+        raise ValueError(f"inception_block must be one of {sorted(INCEPTION_BLOCKS)}, got {inception_block!r}")
+    make_inception = INCEPTION_BLOCKS[inception_block]
     lrn = (LRN(),) if spec.lrn else ()
     conv1, conv2, conv3 = spec.stem_features
     stem = [("conv1", Conv(conv1, 7, stride=2, padding=3)), ("pool1", MaxPool(3, 2)),
@@ -166,7 +269,8 @@ def backbone(variant: str) -> tuple[tuple[str, Conv | MaxPool | LRN | InceptionC
             ("pool2", MaxPool(3, 2))]
     pools = iter((("pool3", MaxPool(3, 2)), ("pool4", MaxPool(spec.pool4_kernel, 2))))
     body = [next(pools) if entry is None else entry for entry in spec.inception_table]
-    return tuple(stem + body)
+    return tuple((name, make_inception(layer, spec.branch5x5_kernel) if isinstance(layer, InceptionChannels)
+                  else layer_block(layer)) for name, layer in stem + body)
 
 
 def backbone_stages(variant: str = "torchvision") -> tuple[str, ...]:
@@ -190,7 +294,7 @@ def stage_names(variant: str = "torchvision", *, aux_logits: bool = True) -> tup
     """Every stage of the network in the order it computes them: the backbone (with the aux
     heads right after the module they read), then avgpool (the pooled 1024-d features) and fc
     (the logits). The parity tool prints these rows; `capture` takes these names and the
-    Inception sub-stages "inceptionXY/<part>" (see INCEPTION_PARTS)."""
+    Inception sub-stages "inceptionXY/<part>" (see `substages`)."""
     names = []
     for name in backbone_stages(variant):
         names.append(name)
@@ -199,21 +303,16 @@ def stage_names(variant: str = "torchvision", *, aux_logits: bool = True) -> tup
     return tuple(names + ["avgpool", "fc"])
 
 
-def inception_substages(variant: str = "torchvision") -> tuple[str, ...]:
-    """"inception3a/branch1x1", ... for every Inception module, in network order."""
-    return tuple(f"{name}/{part}" for name, layer in backbone(variant)
-                 if isinstance(layer, InceptionChannels) for part in INCEPTION_PARTS)
+def substages(stages) -> tuple[str, ...]:
+    """"inception3a/branch1x1", ... for every part of every block of several parts, in network
+    order (`stages`: backbone()'s pairs)."""
+    return tuple(f"{name}/{part.name}" for name, block in stages if not block.single for part in block.parts)
 
 
 def feature_map_size(size: int, variant: str) -> int | None:
     """Side of the 5b feature map for a square input of `size`, or None if a layer fails."""
-    for _, layer in backbone(variant):
-        if size < 1:
-            return None
-        if isinstance(layer, Conv):
-            size = (size + 2 * layer.padding - layer.kernel) // layer.stride + 1
-        elif isinstance(layer, MaxPool):
-            size = layers.pool_output_size(size, layer.kernel, layer.stride, 0, ceil_mode=True)
+    for _, block in backbone(variant):
+        size = block.output_size(size) if size >= 1 else 0
     return size if size >= 1 else None
 
 

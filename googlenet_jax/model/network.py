@@ -152,37 +152,52 @@ def shared_input_1x1(blocks, x, *, train: bool, cpu_conv_gradients: bool = True)
             for block, part, (_, bias) in zip(blocks, jnp.split(y, splits, axis=-1), weights)]
 
 
-class Inception(nn.Module):
-    """Four parallel branches concatenated on channels: 1x1 | 1x1->3x3 | 1x1->"5x5" | pool->1x1.
+def _parameter_free(layer, x, forms: ComputeForms):
+    """A max pool or LRN (architecture.MaxPool, architecture.LRN) on x."""
+    if isinstance(layer, arch.MaxPool):
+        return layers.max_pool(x, layer.kernel, layer.stride, padding=layer.padding,
+                               separable=forms.separable_max_pool)
+    return layers.local_response_norm(x, layer.size, layer.alpha, layer.beta, layer.bias)
 
-    Returns the concatenation, or with `parts=True` (concatenation, {part: output}) for the
-    parts named in `architecture.INCEPTION_PARTS`.
+
+def layer_module(layer, conv_block: Callable[..., nn.Module], forms: ComputeForms, name: str):
+    """A block's part as a function of (x, train): a `conv_block` module named `name` for a
+    convolution, else the parameter-free layer."""
+    if isinstance(layer, arch.Conv):
+        return conv_block(layer.features, layer.kernel, stride=layer.stride, padding=layer.padding, name=name)
+    return lambda x, train: _parameter_free(layer, x, forms)
+
+
+def _reads_input_1x1(part: arch.Part) -> bool:
+    layer = part.layer
+    return not part.input and isinstance(layer, arch.Conv) and (layer.kernel, layer.stride, layer.padding) == (1, 1, 0)
+
+
+class Inception(nn.Module):
+    """A block of several parts (architecture.Block: the reduced module of Figure 2b, the naive
+    one of Figure 2a, or a fork's), computed in order and concatenated on channels.
+
+    Returns the concatenation, or with `parts=True` (concatenation, {part name: output}).
     """
 
-    channels: arch.InceptionChannels
+    block: arch.Block
     conv_block: Callable[..., nn.Module]
-    branch5x5_kernel: int = 3
     forms: ComputeForms = ComputeForms()
 
     @nn.compact
     def __call__(self, x, *, train: bool, parts: bool = False):
-        c, conv = self.channels, self.conv_block
-        inputs_1x1 = [conv(c.ch1x1, 1, name="branch1x1"), conv(c.ch3x3_reduce, 1, name="branch3x3_reduce"),
-                      conv(c.ch5x5_reduce, 1, name="branch5x5_reduce")]
-        if self.forms.merged_1x1:  # the three 1x1 convolutions that read the module's input, as one
-            out = dict(zip(("branch1x1", "branch3x3_reduce", "branch5x5_reduce"), shared_input_1x1(
-                inputs_1x1, x, train=train, cpu_conv_gradients=self.forms.cpu_conv_gradients)))
-        else:
-            out = {block.name: block(x, train=train) for block in inputs_1x1}
-        out["branch3x3"] = conv(c.ch3x3, 3, padding=1, name="branch3x3")(out["branch3x3_reduce"], train=train)
-        k = self.branch5x5_kernel
-        out["branch5x5"] = conv(c.ch5x5, k, padding=k // 2, name="branch5x5")(out["branch5x5_reduce"],
-                                                                              train=train)
-        out["pool"] = layers.max_pool(x, 3, 1, padding=1, ceil_mode=True,
-                                      separable=self.forms.separable_max_pool)
-        out["pool_proj"] = conv(c.pool_proj, 1, name="pool_proj")(out["pool"], train=train)
-        y = jnp.concatenate([out["branch1x1"], out["branch3x3"], out["branch5x5"], out["pool_proj"]], axis=-1)
-        return (y, out) if parts else y
+        modules = {part.name: layer_module(part.layer, self.conv_block, self.forms, part.name)
+                   for part in self.block.parts}
+        out = {"": x}
+        merged = [part.name for part in self.block.parts if _reads_input_1x1(part)]
+        if self.forms.merged_1x1 and len(merged) > 1:  # the 1x1 convolutions that read the input, as one
+            out.update(zip(merged, shared_input_1x1([modules[name] for name in merged], x, train=train,
+                                                    cpu_conv_gradients=self.forms.cpu_conv_gradients)))
+        for part in self.block.parts:
+            if part.name not in out:
+                out[part.name] = modules[part.name](out[part.input], train=train)
+        y = jnp.concatenate([out[name] for name in self.block.outputs], axis=-1)
+        return (y, {name: value for name, value in out.items() if name}) if parts else y
 
 
 class AuxHead(nn.Module):
@@ -222,6 +237,17 @@ class AuxHead(nn.Module):
         return dense(self.num_classes, bias_init=self.classifier_bias_init(fc1_features), name="fc2")(x)
 
 
+class Blocks(NamedTuple):
+    """The module classes GoogLeNet builds its blocks with; a fork swaps one with
+    `GoogLeNet(blocks=Blocks(conv=MyConvBlock))` (torchvision's `blocks=`), keeping the others.
+    Each is constructed and called as the default one is; a convolution class keeps ConvBlock's
+    `weights` and `activate`, which merged 1x1 convolutions call."""
+
+    conv: Callable[..., nn.Module] = ConvBlock
+    inception: Callable[..., nn.Module] = Inception
+    aux_head: Callable[..., nn.Module] = AuxHead
+
+
 class GoogLeNet(nn.Module):
     """GoogLeNet / Inception v1.
 
@@ -246,6 +272,12 @@ class GoogLeNet(nn.Module):
     `batch_norm_folded=True` builds every BatchNorm block as a biased convolution (eval only):
     the network `model.folding.fold_batch_norm` returns with its folded weights.
 
+    Built from a config as `GoogLeNet(num_classes=..., **config.model)`: every field a run
+    records in model_info.json is a field here (dtype may be a name, "bfloat16"), and the
+    loader rebuilds the network from them. `inception_block` picks how each Inception stage is
+    built from its Table 1 row (architecture.INCEPTION_BLOCKS: "reduced", Figure 2b, or
+    "naive", Figure 2a). `blocks` swaps the module classes (as torchvision's `blocks=`).
+
     `freeze_up_to` (a backbone stage name, "" for none) fixes that stage and every earlier
     one in training: their BatchNorm runs on its running statistics (which stay as they are)
     and no gradient flows into them. The optimizer must leave their parameters alone too
@@ -264,9 +296,16 @@ class GoogLeNet(nn.Module):
     forms: ComputeForms = ComputeForms()
     freeze_up_to: str = ""
     batch_norm_folded: bool = False  # biased convolutions for BatchNorm's blocks: eval only (model/folding.py)
+    inception_block: str = "reduced"  # a name in architecture.INCEPTION_BLOCKS
+    blocks: Blocks = Blocks()
+
+    def backbone(self) -> tuple[tuple[str, arch.Block], ...]:
+        """The stages this network computes, conv1 to inception5b: (stage name, Block). The ONNX
+        writer, the torchvision layout, Table 1 and the stage names read them here."""
+        return arch.backbone(self.variant, self.inception_block)
 
     def _check_input(self, x):
-        arch.variant_spec(self.variant)
+        self.backbone()  # an unknown variant or Inception block: a ValueError naming the choices
         if self.bn_running_var not in arch.BN_RUNNING_VARS:
             raise ValueError(f"bn_running_var must be one of {arch.BN_RUNNING_VARS}, got {self.bn_running_var!r}")
         if x.ndim != 4 or x.shape[-1] != 3:
@@ -279,7 +318,7 @@ class GoogLeNet(nn.Module):
 
     def capture_names(self) -> tuple[str, ...]:
         """Every name `capture` takes: the stages in network order, then the Inception parts."""
-        return arch.stage_names(self.variant, aux_logits=self.aux_logits) + arch.inception_substages(self.variant)
+        return arch.stage_names(self.variant, aux_logits=self.aux_logits) + arch.substages(self.backbone())
 
     def _check_stages(self, capture: Sequence[str], features_only: bool) -> tuple[str, ...]:
         if isinstance(capture, str):
@@ -288,7 +327,9 @@ class GoogLeNet(nn.Module):
         if unknown:
             raise ValueError(f"unknown stage(s) {', '.join(map(repr, unknown))} of the {self.variant} GoogLeNet; "
                              f"stages: {', '.join(arch.stage_names(self.variant, aux_logits=self.aux_logits))} "
-                             "(and 'inceptionXY/<part>' for parts " + ", ".join(arch.INCEPTION_PARTS) + ")")
+                             "(and 'inceptionXY/<part>' for the parts of its Inception blocks: "
+                             + ", ".join(dict.fromkeys(name.split("/")[1] for name in arch.substages(self.backbone())))
+                             + ")")
         if features_only and not capture:
             raise ValueError("features_only=True returns the captured stages: pass capture=(stage names)")
         return tuple(dict.fromkeys(capture))
@@ -305,36 +346,31 @@ class GoogLeNet(nn.Module):
             raise ValueError("a GoogLeNet with BatchNorm folded into its convolutions runs in eval mode "
                              "only: train the unfolded model")
         spec = arch.variant_spec(self.variant)
+        dtype = jnp.dtype(self.dtype)
         conv = functools.partial(
-            ConvBlock, batch_norm=spec.batch_norm and not self.batch_norm_folded, weight_init=spec.weight_init,
+            self.blocks.conv, batch_norm=spec.batch_norm and not self.batch_norm_folded, weight_init=spec.weight_init,
             bias_init=nn.initializers.constant(spec.conv_bias), bn_axis_name=self.bn_axis_name,
-            bn_running_var=self.bn_running_var, dtype=self.dtype,
-            cpu_conv_gradients=self.forms.cpu_conv_gradients)
+            bn_running_var=self.bn_running_var, dtype=dtype, cpu_conv_gradients=self.forms.cpu_conv_gradients)
         stages = {}  # stage name -> output, for capture
         order = arch.stage_names(self.variant, aux_logits=self.aux_logits)
         # Features-only calls stop after the last stage asked for.
         stop_at = max((name.split("/")[0] for name in capture), key=order.index) if features_only else None
         frozen = arch.stages_up_to(self.variant, self.freeze_up_to)
 
-        x = jnp.asarray(x, self.dtype)
+        x = jnp.asarray(x, dtype)
         if self.transform_input:
             # Maps ImageNet-normalised input to the [-1, 1] range the ported weights expect.
-            std, mean = jnp.asarray(IMAGENET_STD, self.dtype), jnp.asarray(IMAGENET_MEAN, self.dtype)
+            std, mean = jnp.asarray(IMAGENET_STD, dtype), jnp.asarray(IMAGENET_MEAN, dtype)
             x = x * (std / 0.5) + (mean - 0.5) / 0.5
 
         # Aux heads run in training, and at init so that their parameters exist.
         run_aux = self.aux_logits and (train or self.is_initializing())
-        for name, layer in arch.backbone(self.variant):
+        for name, block in self.backbone():
             stage_train = train and name not in frozen
-            if isinstance(layer, arch.Conv):
-                x = conv(layer.features, layer.kernel, stride=layer.stride, padding=layer.padding,
-                         name=name)(x, train=stage_train)
-            elif isinstance(layer, arch.MaxPool):
-                x = layers.max_pool(x, layer.kernel, layer.stride, separable=self.forms.separable_max_pool)
-            elif isinstance(layer, arch.LRN):
-                x = layers.local_response_norm(x, layer.size)
+            if block.single:
+                x = layer_module(block.parts[0].layer, conv, self.forms, name)(x, train=stage_train)
             else:
-                module = Inception(layer, conv, spec.branch5x5_kernel, self.forms, name=name)
+                module = self.blocks.inception(block, conv, self.forms, name=name)
                 if any(wanted.startswith(name + "/") for wanted in capture):
                     x, parts = module(x, train=stage_train, parts=True)
                     stages.update({f"{name}/{part}": value for part, value in parts.items()})
@@ -344,15 +380,15 @@ class GoogLeNet(nn.Module):
                 x = jax.lax.stop_gradient(x)
             stages[name] = x
             if run_aux and name in arch.AUX_TAPS and (not features_only or arch.AUX_TAPS[name] in capture):
-                head = AuxHead(
+                head = self.blocks.aux_head(
                     self.num_classes, conv, spec.aux_pool, self.aux_dropout_rate, spec.weight_init,
-                    spec.aux_fc1_bias_init, spec.classifier_bias_init, self.dtype, spec.aux_features,
+                    spec.aux_fc1_bias_init, spec.classifier_bias_init, dtype, spec.aux_features,
                     name=arch.AUX_TAPS[name])
                 stages[arch.AUX_TAPS[name]] = head(x, train=train)
             if features_only and stop_at in (name, arch.AUX_TAPS.get(name)):
                 return _picked(stages, capture)
 
-        out_dtype = jnp.promote_types(self.dtype, jnp.float32)
+        out_dtype = jnp.promote_types(dtype, jnp.float32)
         x = stages["avgpool"] = jnp.mean(x, axis=(1, 2))  # adaptive avg pool to 1x1 (Caffe: 7x7 at 224)
         if stop_at == "avgpool":
             return _picked(stages, capture)
@@ -361,7 +397,7 @@ class GoogLeNet(nn.Module):
         rate = spec.dropout_rate if self.dropout_rate is None else self.dropout_rate
         x = nn.Dropout(rate)(x, deterministic=not train)
         logits = nn.Dense(
-            self.num_classes, dtype=self.dtype, param_dtype=jnp.float32,
+            self.num_classes, dtype=dtype, param_dtype=jnp.float32,
             kernel_init=spec.weight_init, bias_init=spec.classifier_bias_init(x.shape[-1]),
             name="fc")(x)
         logits = stages["fc"] = logits.astype(out_dtype)

@@ -29,7 +29,7 @@ def stage_info(model, image_size: int = 224, stages=None) -> list[StageInfo]:
     image = jax.ShapeDtypeStruct((1, image_size, image_size, 3), jnp.float32)
     _, captured = jax.eval_shape(
         lambda x: model.init_with_output(jax.random.key(0), x, train=False, capture=names)[0], image)
-    reductions = _reductions(model.variant)
+    reductions = _reductions(model)
     info = []
     for name in names:
         if name not in captured:
@@ -39,10 +39,10 @@ def stage_info(model, image_size: int = 224, stages=None) -> list[StageInfo]:
     return info
 
 
-def _reductions(variant: str) -> dict[str, int]:
+def _reductions(model) -> dict[str, int]:
     """Backbone stage -> the product of the strides up to it (2 for conv1 ... 32 for 5b)."""
     reductions, total = {}, 1
-    for name, layer in arch.backbone(variant):
-        total *= getattr(layer, "stride", 1)
+    for name, block in model.backbone():
+        total *= block.stride
         reductions[name] = total
     return reductions

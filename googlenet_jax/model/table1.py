@@ -1,20 +1,25 @@
 """The paper's Table 1 ("Going Deeper with Convolutions", arXiv 1409.4842), computed from our model.
 
-    summarize(variant="torchvision", image_size=224, num_classes=1000) -> dict
+    summarize(variant="torchvision", image_size=224, num_classes=1000, **model_fields) -> dict
 
-Every number comes from the model itself, traced abstractly with `jax.eval_shape` (nothing is
-allocated or computed) with every stage captured, and from its architecture table (pool
-windows, strides): parameters are the sizes of the real flax parameter tree under each
-row's modules, output sizes and patch sizes are those the traced network produces and uses, and
-multiply-adds (MACs) are out_H * out_W * kh * kw * Cin * Cout per convolution (from its kernel
-shape and its real output size) and in * out per linear layer. MACs count only convolutions and
-linear layers: BatchNorm, LRN, ReLU, pools, biases and the softmax are not counted. Parameters
+Every number comes from the model itself, `GoogLeNet(variant=..., num_classes=..., **model_fields)`
+(any field a config's `model` section sets), traced abstractly with `jax.eval_shape` (nothing is
+allocated or computed) with every stage captured, and from its block descriptions
+(`model.backbone()`: pool windows, strides, which part fills which column): parameters are the
+sizes of the real flax parameter tree under each row's modules, output sizes and patch sizes are
+those the traced network produces and uses, and multiply-adds (MACs) are
+out_H * out_W * kh * kw * Cin * Cout per convolution (from its kernel shape and its real output
+size) and in * out per linear layer. MACs count only convolutions and linear layers: BatchNorm,
+LRN, ReLU, pools, biases and the softmax are not counted. Parameters
 include conv biases (paper variant) or BatchNorm scales and offsets (torchvision variant);
 BatchNorm statistics are not parameters. Only the paper's printed params/ops (`PAPER_TABLE1`)
-are data, shown at 224x224 with 1000 classes, the only setting the paper gives them for; they
-are approximate (a few rows disagree with the table's own channel counts).
+are data, shown at 224x224 with 1000 classes for the network Table 1 describes, the only setting
+the paper gives them for; they are approximate (a few rows disagree with the table's own channel
+counts). For an Inception block other than the reduced one (Figure 2a's naive module), each row
+and the totals also carry the reduced module's figures at the same widths ("reduced_params",
+"reduced_macs"), the comparison the paper makes.
 
-The result (and `--json OUT`) is {"variant", "image_size", "num_classes", "layers": [...],
+The result (and `--json OUT`) is {"variant", "inception_block", "image_size", "num_classes", "layers": [...],
 "params", "params_with_aux", "macs", "notes"}: "params" without the auxiliary heads,
 "params_with_aux" with them (null for the paper variant at sizes where its aux heads cannot be
 built, with a note saying why), "macs" per image of the main path. Each layer is a dict: type,
@@ -25,6 +30,7 @@ where the paper gives none).
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from typing import Any, NamedTuple
@@ -50,10 +56,8 @@ PAPER_SETTING = (224, 1000)  # (image_size, num_classes) of the paper's figures
 PAPER_POOL = (3, 2)  # Table 1's max pools are all 3x3/2
 UNITS = {"K": 1024, "M": 10**6}  # the paper's units: K for parameters, M for operations
 
-# Table 1's six channel columns, and the Inception submodule whose kernel width fills each.
-INCEPTION_COLUMNS = dict(zip(arch.InceptionChannels._fields, (
-    "branch1x1", "branch3x3_reduce", "branch3x3", "branch5x5_reduce", "branch5x5", "pool_proj")))
-INCEPTION_DEPTH = 2  # Table 1 counts a module as two layers: 1x1 reduce, then 3x3 / 5x5
+# Table 1's six channel columns, each filled by the width of the block part naming it (`Part.column`).
+INCEPTION_COLUMNS = arch.InceptionChannels._fields
 
 
 class Trace(NamedTuple):
@@ -61,18 +65,17 @@ class Trace(NamedTuple):
 
     params: Any  # the parameter tree, jax.ShapeDtypeStruct leaves
     shapes: dict  # stage name (and "inceptionXY/<part>") -> output shape
-    layers: dict  # backbone stage name -> its architecture entry (Conv, MaxPool, LRN, channels)
+    blocks: dict  # backbone stage name -> its architecture.Block
 
 
-def _trace(variant: str, image_size: int, num_classes: int, aux_logits: bool) -> Trace:
-    """Traces `GoogLeNet(...).init` on one (1, S, S, 3) image abstractly, capturing every stage."""
-    net = network.GoogLeNet(num_classes=num_classes, variant=variant, aux_logits=aux_logits)
+def _trace(net: network.GoogLeNet, image_size: int) -> Trace:
+    """Traces `net.init` on one (1, S, S, 3) image abstractly, capturing every stage."""
     image = jax.ShapeDtypeStruct((1, image_size, image_size, 3), jnp.float32)
-    stages = arch.stage_names(variant, aux_logits=False) + arch.inception_substages(variant)
+    stages = arch.stage_names(net.variant, aux_logits=False) + arch.substages(net.backbone())
     (_, captured), variables = jax.eval_shape(
         lambda x: net.init_with_output(jax.random.key(0), x, train=False, capture=stages), image)
     shapes = {name: tuple(value.shape) for name, value in captured.items()}
-    return Trace(variables["params"], shapes, dict(arch.backbone(variant)))
+    return Trace(variables["params"], shapes, dict(net.backbone()))
 
 
 def _size(tree) -> int:
@@ -108,9 +111,9 @@ def _kernel(traced: Trace, *path: str) -> tuple:
     return tuple(tree["conv"]["kernel"].shape)
 
 
-def _paper_figures(name: str, image_size: int, num_classes: int) -> dict:
+def _paper_figures(name: str, paper_setting: bool) -> dict:
     """The paper's printed params and ops for a row, as counts; None outside the paper's setting."""
-    printed = PAPER_TABLE1.get(name) if (image_size, num_classes) == PAPER_SETTING else None
+    printed = PAPER_TABLE1.get(name) if paper_setting else None
     if printed is None:
         return {"paper_params": None, "paper_ops": None}
     params, ops = (round(float(text[:-1]) * UNITS[text[-1]]) for text in printed)
@@ -118,7 +121,7 @@ def _paper_figures(name: str, image_size: int, num_classes: int) -> dict:
 
 
 def _row(kind: str, label: str, name: str, output_shape, *, modules=(), patch=None, stride=None,
-         depth=0, columns=None, traced: Trace, image_size: int, num_classes: int) -> dict:
+         depth=0, columns=None, traced: Trace, paper_setting: bool) -> dict:
     """One Table 1 row; params and macs are summed over `modules` (top-level parameter names)."""
     row = {"type": kind, "label": label, "name": name, "modules": list(modules),
            "patch_size": list(patch) if patch else None, "stride": stride,
@@ -126,23 +129,23 @@ def _row(kind: str, label: str, name: str, output_shape, *, modules=(), patch=No
     row.update({column: (columns or {}).get(column) for column in INCEPTION_COLUMNS})
     row["params"] = sum(_size(traced.params[module]) for module in modules)
     row["macs"] = sum(_macs(traced, module) for module in modules)
-    row.update(_paper_figures(name, image_size, num_classes))
+    row.update(_paper_figures(name, paper_setting))
     return row
 
 
-def _table_rows(traced: Trace, variant: str, image_size: int, num_classes: int) -> list:
+def _table_rows(traced: Trace, variant: str, paper_setting: bool) -> list:
     """Table 1's rows in order: stem, the Inception stages with their pools, then the head."""
-    row = functools.partial(_row, traced=traced, image_size=image_size, num_classes=num_classes)
+    row = functools.partial(_row, traced=traced, paper_setting=paper_setting)
 
     def pool_row(name):
-        pool = traced.layers[name]
+        pool = traced.blocks[name].parts[0].layer
         return row("max pool", "max pool", name, traced.shapes[name], patch=(pool.kernel, pool.kernel),
                    stride=pool.stride)
 
     def conv_row(name, modules, columns=None):
         last = modules[-1]  # a merged row shows its last convolution's patch, as Table 1 does
         return row("convolution", "convolution", name, traced.shapes[last], modules=modules,
-                   patch=_kernel(traced, last)[:2], stride=traced.layers[last].stride,
+                   patch=_kernel(traced, last)[:2], stride=traced.blocks[last].stride,
                    depth=len(modules), columns=columns)
 
     # Table 1 merges the 1x1 reduce (conv2) and the 3x3 (conv3) into one row of depth 2; LRN
@@ -151,13 +154,13 @@ def _table_rows(traced: Trace, variant: str, image_size: int, num_classes: int) 
             conv_row("conv2+conv3", ["conv2", "conv3"],
                      {"ch3x3_reduce": _kernel(traced, "conv2")[-1], "ch3x3": _kernel(traced, "conv3")[-1]}),
             pool_row("pool2")]
-    for name, layer in traced.layers.items():
-        if isinstance(layer, arch.MaxPool) and name not in ("pool1", "pool2"):
+    for name, block in traced.blocks.items():
+        if block.kind == "max_pool" and name not in ("pool1", "pool2"):
             rows.append(pool_row(name))
-        elif isinstance(layer, arch.InceptionChannels):
-            columns = {column: _kernel(traced, name, module)[-1] for column, module in INCEPTION_COLUMNS.items()}
+        elif not block.single:
+            columns = {part.column: _kernel(traced, name, part.name)[-1] for part in block.parts if part.column}
             rows.append(row("inception", f"inception ({name.removeprefix('inception')})", name,
-                            traced.shapes[name], modules=[name], depth=INCEPTION_DEPTH, columns=columns))
+                            traced.shapes[name], modules=[name], depth=block.depth(), columns=columns))
 
     features = rows[-1]["output_size"]
     pooled = (1, 1, features[-1])
@@ -170,10 +173,11 @@ def _table_rows(traced: Trace, variant: str, image_size: int, num_classes: int) 
     return rows
 
 
-def _notes(traced: Trace, rows: list, variant: str, image_size: int, num_classes: int) -> list:
+def _notes(traced: Trace, rows: list, variant: str, paper_setting: bool) -> list:
     """Where this model departs from Table 1 as printed, read off the traced model."""
     notes = ["MACs count convolutions and linear layers only (not BatchNorm, LRN, ReLU, pools or biases)."]
-    kernels5x5 = {_kernel(traced, row["name"], "branch5x5")[:2] for row in rows if row["type"] == "inception"}
+    kernels5x5 = {_kernel(traced, row["name"], "branch5x5")[:2] for row in rows
+                  if row["type"] == "inception" and "branch5x5" in traced.params[row["name"]]}
     if kernels5x5 != {(5, 5)}:
         shown = ", ".join(f"{kh}x{kw}" for kh, kw in sorted(kernels5x5))
         notes.append(f"the '#5x5' branch convolutions are {shown} in this variant, not 5x5 "
@@ -189,18 +193,20 @@ def _notes(traced: Trace, rows: list, variant: str, image_size: int, num_classes
         notes.append("LRN after pool1 and after conv3 has no parameters and no row, as in Table 1.")
     notes.append("params here include every bias and BatchNorm term; Table 1's K is 1024 parameters, "
                  "its M 10^6 multiply-adds.")
-    if (image_size, num_classes) == PAPER_SETTING:
+    if paper_setting:
         notes.append("the paper's conv1 row is inconsistent as printed (7x7x3x64 weights: 9.2K, 118M).")
     else:
-        notes.append("the paper's figures are for 224x224 and 1000 classes only: not shown.")
+        notes.append("the paper's figures are for Table 1's network at 224x224 and 1000 classes only: not shown.")
     return notes
 
 
-def summarize(variant: str = "torchvision", image_size: int = 224, num_classes: int = 1000) -> dict:
-    """Table 1 for GoogLeNet(variant, num_classes) on a square image_size input (see the module doc).
+def summarize(variant: str = "torchvision", image_size: int = 224, num_classes: int = 1000,
+              **model_fields) -> dict:
+    """Table 1 for GoogLeNet(variant, num_classes, **model_fields) on a square image_size input
+    (see the module doc).
 
-    Raises ValueError for an unknown variant, an image below the variant's minimum input size,
-    or a non-positive class count.
+    Raises ValueError for an unknown variant or model field, an image below the variant's
+    minimum input size, or a non-positive class count.
     """
     if variant not in arch.VARIANTS:
         raise ValueError(f"variant must be one of {sorted(arch.VARIANTS)}, got {variant!r}")
@@ -210,21 +216,47 @@ def summarize(variant: str = "torchvision", image_size: int = 224, num_classes: 
             f"image_size {image_size} is below the {variant} variant's minimum input of {smallest}")
     if num_classes < 1:
         raise ValueError(f"num_classes must be positive, got {num_classes}")
+    unknown = sorted(set(model_fields) - {field.name for field in dataclasses.fields(network.GoogLeNet)})
+    if unknown:
+        raise ValueError(f"{', '.join(unknown)}: not a field of GoogLeNet")
 
-    traced = _trace(variant, image_size, num_classes, aux_logits=False)
-    rows = _table_rows(traced, variant, image_size, num_classes)
+    net = network.GoogLeNet(num_classes=num_classes, variant=variant, aux_logits=False, **model_fields)
+    # The paper's figures belong to Table 1's own network: default fields, 224x224, 1000 classes.
+    paper_setting = ((image_size, num_classes) == PAPER_SETTING
+                     and all(getattr(network.GoogLeNet(), k) == v for k, v in model_fields.items()))
+    traced = _trace(net, image_size)
+    rows = _table_rows(traced, variant, paper_setting)
     params = _size(traced.params)
     if params != sum(row["params"] for row in rows):
         raise RuntimeError("some parameters of the model belong to no Table 1 row")
-    notes = _notes(traced, rows, variant, image_size, num_classes)
+    notes = _notes(traced, rows, variant, paper_setting)
     try:
-        params_with_aux = _size(_trace(variant, image_size, num_classes, aux_logits=True).params)
+        params_with_aux = _size(_trace(net.clone(aux_logits=True), image_size).params)
     except ValueError as error:  # the paper variant's aux heads exist only for 224-like inputs
         params_with_aux = None
         notes.append(f"params_with_aux is null: {str(error).splitlines()[0]}")
-    return {"variant": variant, "image_size": image_size, "num_classes": num_classes, "layers": rows,
-            "params": params, "params_with_aux": params_with_aux,
-            "macs": sum(row["macs"] for row in rows), "notes": notes}
+    summary = {"variant": variant, "inception_block": net.inception_block, "image_size": image_size,
+               "num_classes": num_classes, "layers": rows,
+               "params": params, "params_with_aux": params_with_aux,
+               "macs": sum(row["macs"] for row in rows), "notes": notes}
+    if net.inception_block != "reduced":
+        _beside_the_reduced_module(summary, variant, image_size, num_classes, model_fields)
+    return summary
+
+
+def _beside_the_reduced_module(summary: dict, variant: str, image_size: int, num_classes: int,
+                               model_fields: dict) -> None:
+    """Adds the reduced module's params and MACs at the same widths to each row and the totals."""
+    reduced = summarize(variant, image_size, num_classes, **{**model_fields, "inception_block": "reduced"})
+    by_name = {row["name"]: row for row in reduced["layers"]}
+    for row in summary["layers"]:
+        row["reduced_params"] = by_name[row["name"]]["params"] if row["name"] in by_name else None
+        row["reduced_macs"] = by_name[row["name"]]["macs"] if row["name"] in by_name else None
+    summary["reduced"] = {"params": reduced["params"], "macs": reduced["macs"]}
+    summary["notes"].append(
+        f"the {model_fields['inception_block']} Inception module costs {summary['macs'] / reduced['macs']:.1f}x "
+        f"the multiply-adds and {summary['params'] / reduced['params']:.1f}x the parameters of the reduced "
+        "module (Figure 2b) at the same widths: the reason the paper adds 1x1 reductions.")
 
 
 def _short(count: int, unit: str) -> str:
@@ -257,6 +289,8 @@ COLUMNS = (  # (two-line header, row -> text, left-aligned)
       for column, header in zip(INCEPTION_COLUMNS, CHANNEL_HEADERS)),
     (("params", ""), lambda r: _short(r["params"], "K"), False),
     (("ops", "(MACs)"), lambda r: _short(r["macs"], "M"), False),
+    (("reduced", "params"), lambda r: _short(r["reduced_params"] or 0, "K"), False),
+    (("reduced", "ops"), lambda r: _short(r["reduced_macs"] or 0, "M"), False),
     (("paper", "params"), lambda r: _printed(r, 0), False),
     (("paper", "ops"), lambda r: _printed(r, 1), False),
 )
@@ -264,7 +298,9 @@ COLUMNS = (  # (two-line header, row -> text, left-aligned)
 
 def format_table(summary: dict) -> str:
     """The summary as Table 1 (text), followed by the totals and the notes."""
-    columns = COLUMNS if any(r["paper_params"] is not None for r in summary["layers"]) else COLUMNS[:-2]
+    columns = [column for column in COLUMNS
+               if column[0][0] != "paper" or any(r["paper_params"] is not None for r in summary["layers"])
+               if column[0][0] != "reduced" or "reduced" in summary]
     cells = [[text(row) for _, text, _ in columns] for row in summary["layers"]]
     headers = [header for header, _, _ in columns]
     widths = [max(len(header[0]), len(header[1]), *(len(line[i]) for line in cells))
@@ -276,7 +312,8 @@ def format_table(summary: dict) -> str:
 
     size = summary["image_size"]
     with_aux = "n/a" if summary["params_with_aux"] is None else f"{summary['params_with_aux']:,}"
-    out = [f"GoogLeNet, {summary['variant']} variant, {size}x{size} input, {summary['num_classes']} classes",
+    out = [f"GoogLeNet, {summary['variant']} variant, {summary['inception_block']} Inception modules, "
+           f"{size}x{size} input, {summary['num_classes']} classes",
            "", line([h[0] for h in headers]), line([h[1] for h in headers])]
     out += [line(texts) for texts in cells]
     out += ["", f"params: {summary['params']:,} without the auxiliary heads, {with_aux} with them",

@@ -31,6 +31,7 @@ _CHOICES: Mapping[str, tuple[Any, ...]] = {
     "optimizer.name": optim.OPTIMIZERS,
     "optimizer.weight_decay_params": optim.WEIGHT_DECAY_PARAMS,
     "model.bn_running_var": architecture.BN_RUNNING_VARS,
+    "model.inception_block": tuple(architecture.INCEPTION_BLOCKS),
     "optimizer.schedule": optim.SCHEDULES,
     "parallel": parallel.KINDS,
     "grad_reduce_dtype": parallel.GRAD_REDUCE_DTYPES,

@@ -25,13 +25,10 @@ from googlenet_jax.training.config import ConfigError
 
 def create_model(config: ml_collections.ConfigDict, *, num_classes: int,
                  bn_axis_name: str | None) -> GoogLeNet:
-    """GoogLeNet from config.model (aux heads on: training uses them) and config.freeze_up_to."""
-    return GoogLeNet(
-        num_classes=num_classes, variant=config.model.variant, aux_logits=True,
-        transform_input=config.model.transform_input, dropout_rate=config.model.dropout_rate,
-        aux_dropout_rate=config.model.aux_dropout_rate, dtype=jnp.dtype(config.model.dtype),
-        bn_axis_name=bn_axis_name, bn_running_var=config.model.bn_running_var,
-        freeze_up_to=config.freeze_up_to)
+    """GoogLeNet(num_classes=..., **config.model): every field of config.model is one of the
+    network's; the run adds only what the devices and the frozen stages decide."""
+    return GoogLeNet(num_classes=num_classes, **config.model, bn_axis_name=bn_axis_name,
+                     freeze_up_to=config.freeze_up_to)
 
 
 def num_train_steps(config: ml_collections.ConfigDict, steps_per_epoch: float) -> int:

@@ -43,9 +43,17 @@ def _keep_tensorflow_off_accelerators() -> None:
 
 
 # What a workdir's run is: resuming with other values would mix two runs in one folder (and
-# another freeze_up_to or optimizer.name changes the optimizer state's structure).
-RUN_IDENTITY = ("dataset", "train_split", "num_classes", "image_size", "normalization", "model.variant",
-                "freeze_up_to", "optimizer.name")
+# another freeze_up_to or optimizer.name changes the optimizer state's structure). Every field of
+# config.model is part of it (a new one too) but those a run may change when it resumes.
+RUN_IDENTITY = ("dataset", "train_split", "num_classes", "image_size", "normalization", "freeze_up_to",
+                "optimizer.name")
+RESUMABLE_MODEL_FIELDS = ("dtype", "dropout_rate", "aux_dropout_rate", "bn_running_var")
+
+
+def run_identity(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+    """The dotted config fields a workdir's checkpoints and this run must agree on."""
+    model = tuple(f"model.{name}" for name in config.model if name not in RESUMABLE_MODEL_FIELDS)
+    return RUN_IDENTITY + model
 
 
 def _field(config: Any, dotted: str) -> Any:
@@ -76,7 +84,7 @@ def check_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
         with paths.open_file(saved_file) as f:
             saved = json.load(f)
         differences = [f"{name}={_saved_field(saved, name)!r} there, {_field(config, name)!r} here"
-                       for name in RUN_IDENTITY if _saved_field(saved, name) != _field(config, name)]
+                       for name in run_identity(config) if _saved_field(saved, name) != _field(config, name)]
     except (OSError, ValueError, KeyError, AttributeError) as e:
         raise ConfigError(f"{saved_file} cannot be read ({type(e).__name__}: {e}); is {workdir} a "
                           "train.py workdir?") from None

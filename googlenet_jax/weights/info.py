@@ -28,6 +28,9 @@ class ModelInfo:
     Eval preprocessing: resize the shorter side to `resize_size` (antialiased bilinear),
     center crop `image_size`, normalise (`normalization`: "torchvision" = ImageNet mean/std,
     "paper" = minus the Caffe mean pixel). `transform_input` is a field of the model.
+    `model`: the network's fields as the run's config.model gave them (`GoogLeNet(**model)`;
+    empty for weights made before they were recorded, and for converted ones: the defaults);
+    `variant`, `transform_input` and `aux_logits` above take precedence over its entries.
     """
     variant: str
     num_classes: int
@@ -45,10 +48,11 @@ class ModelInfo:
     workdir: str | None = None  # the train.py workdir the weights come from
     step: int | None = None  # the checkpoint step of a workdir
     averaged: bool = False  # the Polyak-averaged parameters were loaded
+    model: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The fields that travel with the weights (not where or how they were loaded)."""
-        data = dataclasses.asdict(self) | {"class_names": list(self.class_names)}
+        data = dataclasses.asdict(self) | {"class_names": list(self.class_names), "model": dict(self.model)}
         return {k: v for k, v in data.items() if k not in _LOAD_FIELDS}
 
     @classmethod
@@ -56,6 +60,7 @@ class ModelInfo:
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
         values["class_names"] = tuple(values.get("class_names", ()))
+        values["model"] = dict(values.get("model") or {})
         return cls(**values)
 
 
@@ -88,7 +93,7 @@ def info_from_config(config: Mapping[str, Any], class_names: tuple[str, ...] | N
         image_size=image_size, resize_size=input_spec.eval_resize_size(image_size, config["eval_crop_fraction"]),
         normalization=config["normalization"], transform_input=bool(config["model"]["transform_input"]),
         aux_logits=True, dataset=config["dataset"], data_dir=config.get("data_dir"),
-        eval_split=config.get("eval_split"))
+        eval_split=config.get("eval_split"), model=dict(config["model"]))
 
 
 def pretrained_info(variant: str, num_classes: int, *, aux_logits: bool,

@@ -14,9 +14,11 @@ Each may be a local path or a gs:// URL (googlenet_jax/weights/paths.py).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from typing import Any, Mapping, NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -146,13 +148,38 @@ def _read_source(path: str, use_average: bool) -> tuple[dict, ModelInfo, str]:
     raise WeightsError(f"{path}: a folder that is none of {SOURCES_HELP}")
 
 
-def check_variables(variables: Mapping[str, Any], info: ModelInfo, path: str) -> None:
+def build_model(info: ModelInfo, path: str, dtype: Any = jnp.float32) -> network.GoogLeNet:
+    """The GoogLeNet the weights were made for: `GoogLeNet(**info.model)` with the info's
+    variant, class count, transform_input and aux heads, in the compute dtype asked for."""
+    fields = {**info.model, "variant": info.variant, "transform_input": info.transform_input,
+              "aux_logits": info.aux_logits, "dtype": dtype}
+    unknown = sorted(set(fields) - {field.name for field in dataclasses.fields(network.GoogLeNet)})
+    if unknown:
+        raise WeightsError(f"{path}: model_info.json's model field(s) {', '.join(unknown)} are not "
+                           "fields of this GoogLeNet (weights of a fork?)")
+    try:
+        model = network.GoogLeNet(num_classes=info.num_classes, **fields)
+        model.backbone()  # an unknown variant or block
+    except (TypeError, ValueError) as error:
+        raise WeightsError(f"{path}: model_info.json's model does not build: {_first_line(error)}") from None
+    return model
+
+
+@functools.lru_cache(maxsize=16)
+def _variable_shapes(model: network.GoogLeNet) -> dict[str, tuple[int, ...]]:
+    """{"collection/module/.../leaf": shape} of the model's variables, traced (nothing computed)."""
+    image = jnp.zeros((1, 224, 224, 3), jnp.float32)  # parameter shapes do not depend on the size
+    shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), image, train=False))
+    return trees.variables_shapes(shapes)
+
+
+def check_variables(variables: Mapping[str, Any], model: network.GoogLeNet, path: str) -> None:
     """Raises WeightsError naming every missing, unexpected or mis-shaped array."""
-    expected = torch_layout.variable_shapes(info.variant, info.aux_logits, info.num_classes)
+    expected = _variable_shapes(model.clone(dtype=jnp.float32))
     difference = trees.shape_difference(expected, trees.variables_shapes(variables))
     if difference:
-        raise WeightsError(f"{path}: weights do not match a {info.variant} GoogLeNet with "
-                           f"{info.num_classes} classes: {difference}")
+        raise WeightsError(f"{path}: weights do not match a {model.variant} GoogLeNet with "
+                           f"{model.num_classes} classes: {difference}")
 
 
 def load(path: str | os.PathLike, *, transform_input: bool | None = None, use_average: bool = True,
@@ -174,8 +201,6 @@ def load(path: str | os.PathLike, *, transform_input: bool | None = None, use_av
     info = dataclasses.replace(info, source=source, path=path)
     if not arch.known_variant(info.variant):
         raise WeightsError(f"{path}: unknown variant {info.variant!r}")
-    check_variables(variables, info, path)
-    model = network.GoogLeNet(
-        num_classes=info.num_classes, variant=info.variant, aux_logits=info.aux_logits,
-        transform_input=info.transform_input, dtype=dtype)
+    model = build_model(info, path, dtype)
+    check_variables(variables, model, path)
     return LoadedModel(model, variables, info)

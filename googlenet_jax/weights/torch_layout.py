@@ -7,7 +7,8 @@ Both variants use torchvision's key names: the "paper" variant's state_dict has 
 and no BatchNorm (`conv1.conv.weight`, `conv1.conv.bias`, ...), the layout of the torch.nn
 port of BVLC Caffe in googlenet_jax/parity/caffe_torch.py. Layout changes: conv weights OIHW
 <-> HWIO, linear weights (out, in) <-> (in, out), and the aux heads' fc1 input rows
-(C, H, W) <-> (H, W, C) because we flatten NHWC maps.
+(C, H, W) <-> (H, W, C) because we flatten NHWC maps. Each Inception part's torchvision name
+comes from its block's description (model/architecture.py, `Part.torch_name`).
 
 `googlenet_jax.convert` exposes these as `torchvision_to_flax` / `flax_to_torchvision`.
 """
@@ -26,15 +27,6 @@ from googlenet_jax.model import architecture as arch
 from googlenet_jax.model import network
 from googlenet_jax.weights import paths, trees
 
-# Flax module name inside an Inception block -> torchvision's name.
-INCEPTION_BRANCHES = (
-    ("branch1x1", "branch1"),
-    ("branch3x3_reduce", "branch2.0"),
-    ("branch3x3", "branch2.1"),
-    ("branch5x5_reduce", "branch3.0"),
-    ("branch5x5", "branch3.1"),
-    ("pool_proj", "branch4.1"),  # branch4.0 is the max pool
-)
 TORCH_INSTALL = "pip install torch==2.14.1 torchvision==0.29.1"
 
 
@@ -56,18 +48,29 @@ def _dense_entries(path: str, prefix: str, kind: str) -> list:
     return [(f"{prefix}.weight", f"params/{path}/kernel", kind), (f"{prefix}.bias", f"params/{path}/bias", "copy")]
 
 
+def _backbone_entries(model: network.GoogLeNet) -> list:
+    """The convolutions of the backbone, each under the torchvision name its block gives it."""
+    out, variant = [], model.variant
+    for name, block in model.backbone():
+        for part in block.parts:
+            if not isinstance(part.layer, arch.Conv):
+                continue
+            if block.single:
+                out += _conv_entries(name, name, variant)
+            elif part.torch_name is None:
+                raise ValueError(f"the {block.kind} Inception block has no torchvision layout "
+                                 f"({name}/{part.name} is no torchvision module)")
+            else:
+                out += _conv_entries(f"{name}/{part.name}", f"{name}.{part.torch_name}", variant)
+    return out
+
+
 @functools.lru_cache(maxsize=None)
 def entries(variant: str, aux: bool) -> tuple[tuple[str, str, str], ...]:
     """Every (torch key, our "collection/module/.../leaf" name, kind) of a state_dict, in
     torchvision's order. kind says how the array changes layout: "conv", "dense", "aux_fc1"
     or "copy"."""
-    out = []
-    for name, layer in arch.backbone(variant):
-        if isinstance(layer, arch.Conv):
-            out += _conv_entries(name, name, variant)
-        elif isinstance(layer, arch.InceptionChannels):
-            for flax_name, torch_name in INCEPTION_BRANCHES:
-                out += _conv_entries(f"{name}/{flax_name}", f"{name}.{torch_name}", variant)
+    out = _backbone_entries(network.GoogLeNet(variant=variant))
     if aux:  # torchvision registers the aux heads after inception5b and before fc
         for head in ("aux1", "aux2"):
             out += _conv_entries(f"{head}/conv", f"{head}.conv", variant)
@@ -79,7 +82,7 @@ def entries(variant: str, aux: bool) -> tuple[tuple[str, str, str], ...]:
 
 @functools.lru_cache(maxsize=None)
 def variable_shapes(variant: str, aux: bool, num_classes: int) -> dict[str, tuple[int, ...]]:
-    """{"collection/module/.../leaf": shape} of a freshly initialised model (any input size)."""
+    """{"collection/module/.../leaf": shape} of torchvision's googlenet in our layout (any input size)."""
     net = network.GoogLeNet(num_classes=num_classes, variant=variant, aux_logits=aux)
     shapes = jax.eval_shape(
         lambda: net.init(jax.random.key(0), jnp.zeros((1, 224, 224, 3), jnp.float32), train=False))

@@ -16,6 +16,7 @@ import pytest
 from jax import lax
 
 from googlenet_jax.model import ComputeForms, ConvBlock, GoogLeNet, Inception, InceptionChannels, convolution, layers
+from googlenet_jax.model.architecture import reduced_inception
 
 
 def _reference_conv(x, kernel, stride, padding):
@@ -92,7 +93,7 @@ def test_merged_1x1_convolutions_equal_separate_ones_with_the_same_parameters():
     rng = np.random.default_rng(1)
     with jax.enable_x64(True):
         x = jnp.asarray(rng.standard_normal((3, 7, 7, 6)))
-        merged = Inception(channels, functools.partial(ConvBlock, dtype=jnp.float64))
+        merged = Inception(reduced_inception(channels, 3), functools.partial(ConvBlock, dtype=jnp.float64))
         separate = _SeparateInception(channels)
         variables = merged.init(jax.random.key(0), x, train=False)
         assert jax.tree.map(jnp.shape, variables) == jax.tree.map(

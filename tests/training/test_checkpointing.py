@@ -18,6 +18,7 @@ import pytest
 
 from googlenet_jax import parallel
 from googlenet_jax.model import INCEPTION_TABLE, ConvBlock, Inception
+from googlenet_jax.model.architecture import reduced_inception
 from googlenet_jax.training import optim
 from googlenet_jax.training.checkpointing import Checkpointer
 from googlenet_jax.training.train_state import create_train_state
@@ -32,7 +33,8 @@ def state():
                                       nesterov=True, weight_decay=1e-4)
     tx = optim.create_optimizer(config, optim.create_learning_rate_fn(config, 10, 100))
     name, channels = INCEPTION_TABLE[0]
-    module = Inception(channels, conv_block=functools.partial(ConvBlock, batch_norm=True), name=name)
+    module = Inception(reduced_inception(channels, 3), conv_block=functools.partial(ConvBlock, batch_norm=True),
+                       name=name)
     fresh = create_train_state(module, tx, seed=0, image_size=8, use_ema=True)
     leaves, treedef = jax.tree.flatten(fresh)
     keys = jax.random.split(jax.random.PRNGKey(1), len(leaves))
