@@ -52,6 +52,7 @@ def get_config() -> ml_collections.ConfigDict:
     # How each Inception stage is built from its Table 1 row: "reduced" (the paper's Figure 2b,
     # both variants) or "naive" (Figure 2a: no 1x1 reductions, no pool projection; the ablation).
     config.model.inception_block = "reduced"
+    config.model.width_multiplier = 1.0  # every backbone convolution's width times this (Table 1 at 1.0)
     # Start from existing weights (a torchvision .pth, a workdir or one of its checkpoint
     # steps, a converted checkpoint): matching arrays are copied, the classifiers are
     # freshly initialised when the class count differs. Ignored when resuming.

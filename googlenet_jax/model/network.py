@@ -237,6 +237,15 @@ class AuxHead(nn.Module):
         return dense(self.num_classes, bias_init=self.classifier_bias_init(fc1_features), name="fc2")(x)
 
 
+def _widened(block: arch.Block, multiplier: float) -> arch.Block:
+    """The block with every convolution's width times `multiplier` (rounded, at least 1)."""
+    if multiplier <= 0:
+        raise ValueError(f"width_multiplier must be positive, got {multiplier}")
+    return block._replace(parts=tuple(
+        part._replace(layer=part.layer._replace(features=max(1, round(part.layer.features * multiplier))))
+        if isinstance(part.layer, arch.Conv) else part for part in block.parts))
+
+
 class Blocks(NamedTuple):
     """The module classes GoogLeNet builds its blocks with; a fork swaps one with
     `GoogLeNet(blocks=Blocks(conv=MyConvBlock))` (torchvision's `blocks=`), keeping the others.
@@ -297,12 +306,16 @@ class GoogLeNet(nn.Module):
     freeze_up_to: str = ""
     batch_norm_folded: bool = False  # biased convolutions for BatchNorm's blocks: eval only (model/folding.py)
     inception_block: str = "reduced"  # a name in architecture.INCEPTION_BLOCKS
+    width_multiplier: float = 1.0  # every backbone convolution's width (Table 1's columns) times this
     blocks: Blocks = Blocks()
 
     def backbone(self) -> tuple[tuple[str, arch.Block], ...]:
         """The stages this network computes, conv1 to inception5b: (stage name, Block). The ONNX
         writer, the torchvision layout, Table 1 and the stage names read them here."""
-        return arch.backbone(self.variant, self.inception_block)
+        stages = arch.backbone(self.variant, self.inception_block)
+        if self.width_multiplier == 1:
+            return stages
+        return tuple((name, _widened(block, self.width_multiplier)) for name, block in stages)
 
     def _check_input(self, x):
         self.backbone()  # an unknown variant or Inception block: a ValueError naming the choices
