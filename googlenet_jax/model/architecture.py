@@ -1,9 +1,12 @@
-"""GoogLeNet as data: the paper's Table 1, the two variants, and the stage names.
+"""GoogLeNet as data: the paper's Table 1, its blocks, the two variants and the stage names.
 
-Everything that reads the network's structure reads it here: the network builds itself from
-`backbone(variant)`, the Table 1 summary takes its pool windows and strides from it, the
-stage vocabulary (`stage_names`) that capture, features, freezing and parity speak is
-derived from it, and so is the smallest input each variant takes.
+Every stage of the backbone is a `Block`: its parts (a convolution, a max pool or LRN, each
+reading the block's input or an earlier part) and the parts it concatenates. A stem
+convolution, a pool and LRN are blocks of one part; an Inception module is the block
+INCEPTION_BLOCKS builds from its Table 1 row ("reduced", Figure 2b; "naive", Figure 2a). That one
+description is what the network builds and what the ONNX writer, the torchvision layout (each
+part's `torch_name`), Table 1 (each part's `column`) and the stage names (`substages`) read,
+through `GoogLeNet.backbone()`; the smallest input each variant takes follows from it too.
 """
 from __future__ import annotations
 
