@@ -200,6 +200,23 @@ MUTANTS = [
     Mutant("TensorFlow's import loads Keras", "googlenet_jax/cli.py",
            "sys.modules.setdefault(_KERAS_LOADED_BY_TENSORFLOW, None)", "pass",
            ("tests/test_cli.py::test_tensorflow_and_tfds_load_without_keras",)),
+    # The model from its config; blocks described once.
+    Mutant("the loader drops the recorded model fields", "googlenet_jax/weights/loader.py",
+           "fields = {**info.model, ", "fields = {",
+           ("tests/commands/test_model_fields.py",)),
+    Mutant("a new model field left out of the run's identity", "googlenet_jax/training/trainer.py",
+           "return RUN_IDENTITY + model", "return RUN_IDENTITY + ('model.variant',)",
+           ("tests/training/test_trainer.py::test_every_model_field_is_part_of_the_run_but_the_compute_ones",)),
+    Mutant("the naive module drops its pool", "googlenet_jax/model/architecture.py",
+           '), ("branch1x1", "branch3x3", "branch5x5", "pool"))', '), ("branch1x1", "branch3x3", "branch5x5"))',
+           ("tests/model/test_architecture.py::test_summary_counts_the_naive_module_and_shows_the_reduced_one_beside_it",)),
+    Mutant("ONNX concatenates a block's outputs in reverse", "googlenet_jax/inference/onnx_export.py",
+           "[out[part] for part in block.outputs]", "[out[part] for part in reversed(block.outputs)]",
+           ("tests/model/test_architecture.py::test_the_onnx_writer_and_the_stage_names_read_the_naive_block",)),
+    Mutant("Inception modules ignore a swapped conv class", "googlenet_jax/model/network.py",
+           "module = self.blocks.inception(block, conv, self.forms, name=name)",
+           "module = Inception(block, functools.partial(ConvBlock, **conv.keywords), self.forms, name=name)",
+           ("tests/model/test_architecture.py::test_a_swapped_conv_block_class_builds_every_convolution",)),
 ]
 
 

@@ -41,3 +41,18 @@ def test_a_workdir_whose_config_predates_grad_reduce_dtype_resumes_with_either_v
     for reduce_dtype in ("float32", "bfloat16"):
         config.grad_reduce_dtype = reduce_dtype
         trainer.check_workdir(config, workdir)  # resumes: no error
+
+
+def test_every_model_field_is_part_of_the_run_but_the_compute_ones(tmp_path):
+    """A model field (one added later too) changes what the checkpoints hold: another value is
+    another run. A workdir from before inception_block existed holds reduced modules; dtype,
+    the dropout rates and bn_running_var may change on resume."""
+    config = default_config()
+    workdir = _workdir_of_an_older_run(tmp_path, config, lacking="model.inception_block")
+    config.model.dtype, config.model.aux_dropout_rate, config.model.bn_running_var = "bfloat16", 0.5, "unbiased"
+    trainer.check_workdir(config, workdir)  # resumes: no error
+    config.model.inception_block = "naive"
+    config.model.width_multiplier = 0.5
+    with pytest.raises(ConfigError, match=r"model.inception_block='reduced' there, 'naive' here; "
+                                          r"model.width_multiplier=1.0 there, 0.5 here\)"):
+        trainer.check_workdir(config, workdir)
