@@ -62,7 +62,7 @@ import time
 import traceback
 
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1]))
-from googlenet_jax.cli import prepare_tensorflow  # noqa: E402
+from googlenet_jax.commands.common import prepare_tensorflow  # noqa: E402
 
 prepare_tensorflow()
 # A fresh inductor cache, so torch.compile's reported compile time is a cold one, as ours is.

@@ -1,7 +1,4 @@
-"""What the eight commands share: the parser, --weights, one-line errors, exit codes, the entry point.
-
-    googlenet-jax COMMAND [ARGS...]      (pyproject's console script)
-    python -m googlenet_jax.COMMAND [ARGS...]
+"""What the commands share: the parser, --weights, configs, one-line errors, exit codes.
 
 Every command ends a bad argument or file with one line, `COMMAND: error: MESSAGE`, on stderr
 and these exit statuses: 0 done, 1 the check failed (parity over tolerance, a step that does
@@ -13,12 +10,12 @@ library.
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 from typing import Callable, Sequence
 
-COMMANDS = ("predict", "evaluate", "export", "summary", "parity", "convert", "launch", "aot")
+from googlenet_jax.errors import first_line
+
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 WEIGHTS_EPILOG = ("PATH: a torchvision googlenet .pth, a training workdir (or its checkpoints/<step> "
                   "folder), or an orbax checkpoint from `python -m googlenet_jax.convert to-flax`.")
@@ -114,11 +111,6 @@ def comma_separated(choices: Sequence, cast: Callable = str, what: str = "values
     return parse
 
 
-def first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
 def load_config(path: str, overrides: Sequence[str], command: str):
     """The training config file at `path` with its --config.FIELD=VALUE overrides, parsed as
     train.py parses them (ml_collections' config_flags); UsageError for a bad file or override."""
@@ -156,16 +148,3 @@ def run(command: str, body: Callable[[], int]) -> int:
         print(f"{command}: error: {first_line(error)}", file=sys.stderr, flush=True)
         return EXIT_BAD_INPUT
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`googlenet-jax COMMAND ARGS...`: the console script in front of the eight commands."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        usage = f"usage: googlenet-jax {{{','.join(COMMANDS)}}} [ARGS...]  (COMMAND --help for each)"
-        if argv and argv[0] not in ("-h", "--help"):
-            print(f"googlenet-jax: error: unknown command {argv[0]!r}\n{usage}", file=sys.stderr)
-            return EXIT_BAD_INPUT
-        print(usage)
-        return EXIT_OK if argv else EXIT_BAD_INPUT
-    module = importlib.import_module(f"googlenet_jax.{argv[0]}")
-    return module.main(argv[1:])

@@ -6,7 +6,8 @@
 
 Each path may be local or a gs:// URL.
 
-From Python (googlenet_jax/weights/torch_layout.py; torch is needed for .pth files only):
+From Python (googlenet_jax/weights/torch_layout.py, also importable from googlenet_jax.convert;
+torch is needed for .pth files only):
 
     torchvision_to_flax(state_dict, *, variant="torchvision") -> {"params"[, "batch_stats"]}
     flax_to_torchvision(variables) -> state_dict for torchvision's googlenet(...) (strict)
@@ -15,23 +16,14 @@ Both variants use torchvision's key layout (the paper variant: biased convs, no 
 """
 from __future__ import annotations
 
-import io
 import sys
 
-from googlenet_jax import cli, weights
+from googlenet_jax.commands import common
 from googlenet_jax.model import architecture
-from googlenet_jax.weights import paths
-from googlenet_jax.weights.files import load_variables, save_variables  # noqa: F401  (public API)
-from googlenet_jax.weights.torch_layout import (
-    flax_to_torchvision,  # noqa: F401  (public API)
-    import_torch,
-    load_torch_state_dict,
-    torchvision_to_flax,  # noqa: F401  (public API)
-)
 
 
 def parse_args(argv=None):
-    parser = cli.ArgumentParser("convert", __doc__)
+    parser = common.ArgumentParser("convert", __doc__)
     commands = parser.add_subparsers(dest="direction", required=True)
     to_flax = commands.add_parser("to-flax", help="torchvision .pth -> orbax checkpoint directory")
     to_flax.add_argument("pth", help="torchvision googlenet state_dict (.pth)")
@@ -43,41 +35,21 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def to_flax(pth: str, checkpoint: str, variant: str) -> None:
-    variables = torchvision_to_flax(load_torch_state_dict(pth), variant=variant)
-    save_variables(checkpoint, variables)
-    # Beside the arrays, what predict / evaluate / export need (class names included).
-    weights.write_model_info(checkpoint, weights.pretrained_info(
-        variant, int(variables["params"]["fc"]["kernel"].shape[-1]), aux_logits="aux1" in variables["params"]))
-
-
-def to_torch(checkpoint: str, pth: str) -> None:
-    if paths.exists(pth):
-        raise ValueError(f"{pth}: already exists; refusing to overwrite it")
-    state_dict = flax_to_torchvision(load_variables(checkpoint))
-    if paths.is_url(pth):
-        paths.check_bucket(pth)
-        buffer = io.BytesIO()
-        import_torch().save(state_dict, buffer)
-        with paths.open_file(pth, "wb") as f:
-            f.write(buffer.getvalue())
-    else:
-        import_torch().save(state_dict, pth)
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
 
     def body() -> int:
+        from googlenet_jax.weights import conversion  # after parsing: keeps --help instant
+
         if args.direction == "to-flax":
-            to_flax(args.pth, args.checkpoint, args.variant)
+            conversion.pth_to_checkpoint(args.pth, args.checkpoint, args.variant)
             print(f"wrote {args.checkpoint}")
         else:
-            to_torch(args.checkpoint, args.pth)
+            conversion.checkpoint_to_pth(args.checkpoint, args.pth)
             print(f"wrote {args.pth}")
-        return cli.EXIT_OK
+        return common.EXIT_OK
 
-    return cli.run("convert", body)
+    return common.run("convert", body)
 
 
 if __name__ == "__main__":

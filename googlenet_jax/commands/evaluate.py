@@ -14,19 +14,19 @@ from __future__ import annotations
 import json
 import sys
 
-from googlenet_jax import cli
+from googlenet_jax.commands import common
 from googlenet_jax.model.input_spec import EVAL_CROPS
 
 
 def parse_args(argv=None):
-    parser = cli.ArgumentParser("evaluate", __doc__)
-    cli.add_weights_arguments(parser)
+    parser = common.ArgumentParser("evaluate", __doc__)
+    common.add_weights_arguments(parser)
     parser.add_argument("--dataset", help="tfds name, 'image_folder' or 'sklearn_digits' "
                                           "(default: a workdir's own)")
     parser.add_argument("--data_dir", help="tfds data_dir, or the image folder (default: a workdir's own)")
     parser.add_argument("--split", help="split to evaluate (default: a workdir's eval split, else 'test'; "
                                         "'test' means 'validation' for imagenet2012)")
-    parser.add_argument("--crops", type=cli.comma_separated(EVAL_CROPS, int, "crop schemes"), default=[1],
+    parser.add_argument("--crops", type=common.comma_separated(EVAL_CROPS, int, "crop schemes"), default=[1],
                         help="comma-separated schemes among 1, 10, 144 (default 1)")
     parser.add_argument("--batch_size", type=int, help="images per step, over all devices (default: "
                         "about 256 views per step, a workdir's eval_batch_size for 1 crop)")
@@ -53,13 +53,13 @@ def format_table(crops: dict[str, dict[str, float]]) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    cli.prepare_tensorflow()
+    common.prepare_tensorflow()
 
     def body() -> int:
         from googlenet_jax import evaluation  # after parsing: keeps --help instant
 
         report = evaluation.evaluate_weights(
-            cli.load_weights(args), dataset=args.dataset, data_dir=args.data_dir, split=args.split,
+            common.load_weights(args), dataset=args.dataset, data_dir=args.data_dir, split=args.split,
             crops=args.crops, batch_size=args.batch_size)
         size = report["image_size"]
         print(f"{report['weights']} on {report['dataset']} [{report['split']}] at {size}x{size}")
@@ -67,9 +67,9 @@ def main(argv=None) -> int:
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(report, f, indent=2)
-        return cli.EXIT_OK
+        return common.EXIT_OK
 
-    return cli.run("evaluate", body)
+    return common.run("evaluate", body)
 
 
 if __name__ == "__main__":

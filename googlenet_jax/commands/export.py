@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import sys
 
-from googlenet_jax import cli
+from googlenet_jax.commands import common
 
 FORMATS = ("jax", "onnx")
 PLATFORMS = ("cpu", "cuda", "rocm", "tpu")  # what jax.export targets
@@ -25,12 +25,12 @@ DTYPES = ("float32", "bfloat16")
 
 
 def parse_args(argv=None):
-    parser = cli.ArgumentParser("export", __doc__)
-    cli.add_weights_arguments(parser)
+    parser = common.ArgumentParser("export", __doc__)
+    common.add_weights_arguments(parser)
     parser.add_argument("--out", required=True, metavar="FILE", help="the file to write (FILE.json beside it)")
     parser.add_argument("--format", choices=FORMATS, default="jax",
                         help="jax (a jax.export artifact, the default) or onnx (for onnxruntime)")
-    parser.add_argument("--platforms", type=cli.comma_separated(PLATFORMS, what="platforms"),
+    parser.add_argument("--platforms", type=common.comma_separated(PLATFORMS, what="platforms"),
                         help="jax format: comma-separated platforms the artifact runs on (default cpu,cuda,tpu)")
     parser.add_argument("--dtype", choices=DTYPES, default="float32",
                         help="jax format: compute dtype inside the artifact (input and output stay float32)")
@@ -48,13 +48,13 @@ def metadata_path(out: str) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    cli.prepare_tensorflow()
+    common.prepare_tensorflow()
 
     def body() -> int:
         from googlenet_jax.inference import serving  # after parsing: keeps --help instant
         from googlenet_jax.weights import paths
 
-        loaded = cli.load_weights(args)
+        loaded = common.load_weights(args)
         if args.format == "onnx":
             blob, meta = serving.onnx_file(loaded, logits=args.logits)
         else:
@@ -68,9 +68,9 @@ def main(argv=None) -> int:
         where = ",".join(meta["platforms"]) if "platforms" in meta else f"opset {meta['opset']}"
         print(f"wrote {args.out} ({len(blob) / 2**20:.1f} MiB; {args.format}, {where}; "
               f"input float32 (batch, {size}, {size}, 3)) and {metadata_path(args.out)}")
-        return cli.EXIT_OK
+        return common.EXIT_OK
 
-    return cli.run("export", body)
+    return common.run("export", body)
 
 
 if __name__ == "__main__":

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import sys
 
-from googlenet_jax import cli
+from googlenet_jax.commands import common
 
 
 def parse_args(argv):
-    parser = cli.ArgumentParser("launch", __doc__, usage="%(prog)s --num_processes N [options] -- COMMAND [ARG ...]")
+    parser = common.ArgumentParser("launch", __doc__, usage="%(prog)s --num_processes N [options] -- COMMAND [ARG ...]")
     parser.add_argument("--num_processes", type=int, required=True, help="processes to start")
     parser.add_argument("--devices_per_process", type=int, default=None,
                         help="fake CPU devices per process (JAX_NUM_CPU_DEVICES); default: the real devices")
@@ -51,9 +51,9 @@ def main(argv=None) -> int:
                                 devices_per_process=args.devices_per_process, port=args.port,
                                 grace_seconds=args.grace_seconds)
         except FileNotFoundError as error:
-            raise cli.UsageError(f"cannot start {command[0]!r}: {error.strerror}") from None
+            raise common.UsageError(f"cannot start {command[0]!r}: {error.strerror}") from None
 
-    return cli.run("launch", body)
+    return common.run("launch", body)
 
 
 if __name__ == "__main__":

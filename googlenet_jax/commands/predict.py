@@ -13,13 +13,13 @@ from __future__ import annotations
 import json
 import sys
 
-from googlenet_jax import cli
+from googlenet_jax.commands import common
 
 
 def parse_args(argv=None):
-    parser = cli.ArgumentParser("predict", __doc__)
+    parser = common.ArgumentParser("predict", __doc__)
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, ...)")
-    cli.add_weights_arguments(parser)
+    common.add_weights_arguments(parser)
     parser.add_argument("--top_k", type=int, default=5, help="classes per image (default 5)")
     parser.add_argument("--json", metavar="OUT", help="also write the results as JSON to OUT")
     parser.add_argument("--features", metavar="OUT.npy",
@@ -46,14 +46,14 @@ def format_predictions(image: str, predictions) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    cli.prepare_tensorflow()
+    common.prepare_tensorflow()
 
     def body() -> int:
         import numpy as np  # after parsing: keeps --help instant
 
         from googlenet_jax import inference
 
-        classifier = inference.Classifier(cli.load_weights(args), batch_size=args.batch_size)
+        classifier = inference.Classifier(common.load_weights(args), batch_size=args.batch_size)
         stage = args.features_stage if args.features else None
         results, features, failed = [], [], 0
         for result in inference.classify_files(classifier, args.images, top_k=args.top_k, features_stage=stage):
@@ -74,10 +74,10 @@ def main(argv=None) -> int:
             np.save(args.features, np.stack(rows))
         if failed:
             print(f"predict: error: {failed} of {len(args.images)} image(s) could not be read", file=sys.stderr)
-            return cli.EXIT_BAD_INPUT
-        return cli.EXIT_OK
+            return common.EXIT_BAD_INPUT
+        return common.EXIT_OK
 
-    return cli.run("predict", body)
+    return common.run("predict", body)
 
 
 if __name__ == "__main__":

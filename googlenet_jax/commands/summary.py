@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import sys
 
-from googlenet_jax import cli
-from googlenet_jax.model import architecture, table1
+from googlenet_jax.commands import common
+from googlenet_jax.model import architecture
 
 
 def parse_args(argv=None):
-    parser = cli.ArgumentParser("summary", __doc__, description=" ".join(__doc__.split("\n\n")[:2]))
+    parser = common.ArgumentParser("summary", __doc__, description=" ".join(__doc__.split("\n\n")[:2]))
     parser.add_argument("--variant", default="torchvision", choices=sorted(architecture.VARIANTS),
                         help="model variant (default: torchvision)")
     parser.add_argument("--image_size", type=int, default=224, help="square input side (default: 224)")
@@ -32,14 +32,16 @@ def main(argv=None) -> int:
     args = parse_args(argv)
 
     def body() -> int:
+        from googlenet_jax.model import table1
+
         summary = table1.summarize(args.variant, args.image_size, args.num_classes)
         if args.json:
             with open(args.json, "w") as file:
                 json.dump(summary, file, indent=2)
         print(table1.format_table(summary))
-        return cli.EXIT_OK
+        return common.EXIT_OK
 
-    return cli.run("summary", body)
+    return common.run("summary", body)
 
 
 if __name__ == "__main__":

@@ -30,9 +30,9 @@ import jax
 import numpy as np
 import pytest
 
-from configs import demo
 from googlenet_jax import data, evaluation, parallel
 from googlenet_jax import weights as weights_lib
+from googlenet_jax.configs import demo
 from googlenet_jax.training import optim, steps, trainer
 from googlenet_jax.training.checkpointing import Checkpointer
 from googlenet_jax.training.distributed import process_environment

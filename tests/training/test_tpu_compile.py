@@ -21,9 +21,10 @@ import pytest
 
 pytest.importorskip("libtpu", reason="libtpu (requirements-dev.txt) compiles for TPUs; Linux x86-64 only")
 
-from googlenet_jax import GoogLeNet, aot, cli, parallel  # noqa: E402
+from googlenet_jax import GoogLeNet, parallel  # noqa: E402
+from googlenet_jax.commands import aot, common  # noqa: E402
 from googlenet_jax.model import ComputeForms  # noqa: E402
-from googlenet_jax.training import programs, steps, tpu_compile  # noqa: E402
+from googlenet_jax.training import programs, steps, tpu_compile, tpu_fit  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 TOPOLOGY = "v5e:2x2"  # 4 chips of 16 GiB, one host
@@ -34,7 +35,7 @@ NUM_CLASSES = 10  # configs/demo.py's
 
 
 def small_config(dtype: str, variant: str):
-    return cli.load_config(str(REPO / "configs" / "demo.py"),
+    return common.load_config(str(REPO / "configs" / "demo.py"),
                            [*SMALL, f"--config.model.dtype={dtype}", f"--config.model.variant={variant}"], "aot")
 
 
@@ -156,9 +157,9 @@ def test_max_batch_search_finds_the_largest_fitting_batch_in_few_compiles(fixed,
         measured.append(batch)
         return total(batch), total(batch) <= capacity
 
-    best, fails, _ = aot.largest_fitting(measure, start, total(start), total(start) <= capacity, capacity)
+    best, fails, _ = tpu_fit.largest_fitting(measure, start, total(start), total(start) <= capacity, capacity)
     truth = max((b for b in range(1, 20000) if total(b) <= capacity), default=0)
-    assert len(measured) <= aot.MAX_BATCH_COMPILES, measured
+    assert len(measured) <= tpu_fit.MAX_BATCH_COMPILES, measured
     assert best <= truth and (fails is None or fails > truth), (best, fails, truth)
     if padding == 1:
         assert (best, fails) == (truth, truth + 1), (best, fails, truth, measured)

@@ -8,7 +8,7 @@ import torch
 from flax import traverse_util
 
 import googlenet_jax
-from googlenet_jax import convert
+from googlenet_jax.commands import convert
 from googlenet_jax.training import checkpointing
 from googlenet_jax.training.train_state import TrainState
 from googlenet_jax.weights import WeightsError, files, torch_layout
@@ -71,7 +71,7 @@ def test_converted_orbax_checkpoint_carries_its_model_info(tmp_path, torchvision
 def _write_workdir(root, *, ema: bool):
     """A workdir as train.py leaves it, written through the trainer's own Checkpointer, with
     raw and averaged parameters that differ."""
-    from configs import demo
+    from googlenet_jax.configs import demo
     from googlenet_jax.training import trainer
 
     config = demo.get_config()
