@@ -199,7 +199,7 @@ MUTANTS = [
     # Start-up: what every command's process loads.
     Mutant("TensorFlow's import loads Keras", "googlenet_jax/cli.py",
            "sys.modules.setdefault(_KERAS_LOADED_BY_TENSORFLOW, None)", "pass",
-           ("tests/test_cli.py::test_tensorflow_and_tfds_load_without_keras",)),
+           ("tests/commands/test_common.py::test_tensorflow_and_tfds_load_without_keras",)),
 ]
 
 

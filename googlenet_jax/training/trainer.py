@@ -27,13 +27,10 @@ from googlenet_jax.training import (
 from googlenet_jax.training import config as config_lib
 from googlenet_jax.training import programs as programs_lib
 from googlenet_jax.training.config import ConfigError
-from googlenet_jax.training.nonfinite import NonFiniteLossError  # noqa: F401  (raised from here)
-from googlenet_jax.training.programs import create_model  # noqa: F401  (tests build the trainer's model)
 from googlenet_jax.weights import paths
 from googlenet_jax.weights.files import step_folders
 
 FINAL_METRICS_FILE = "final_metrics.json"
-CHECKPOINT_DIR = weights_lib.CHECKPOINT_DIR
 
 
 def _keep_tensorflow_off_accelerators() -> None:
@@ -70,7 +67,7 @@ def check_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
     except OSError as e:
         raise ConfigError(f"cannot write to the workdir {workdir}: {e}") from None
     saved_file = os.path.join(workdir, weights_lib.CONFIG_FILE)
-    if not (step_folders(os.path.join(workdir, CHECKPOINT_DIR)) and paths.exists(saved_file)):
+    if not (step_folders(os.path.join(workdir, weights_lib.CHECKPOINT_DIR)) and paths.exists(saved_file)):
         return
     try:
         with paths.open_file(saved_file) as f:
@@ -194,7 +191,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                                   steps_per_epoch=steps_per_epoch, train_steps=num_train_steps)
     tx, create_state, abstract_state = programs.tx, programs.create_state, programs.abstract_state
 
-    checkpoint_dir = os.path.join(workdir, CHECKPOINT_DIR)
+    checkpoint_dir = os.path.join(workdir, weights_lib.CHECKPOINT_DIR)
     check_workdir(config, workdir)
     resuming = bool(step_folders(checkpoint_dir))
     # Read before anything is written, so a bad path fails in one line and leaves no workdir.

@@ -33,7 +33,7 @@ import pytest
 from googlenet_jax import data, evaluation, parallel
 from googlenet_jax import weights as weights_lib
 from googlenet_jax.configs import demo
-from googlenet_jax.training import optim, steps, trainer
+from googlenet_jax.training import optim, programs, steps
 from googlenet_jax.training.checkpointing import Checkpointer
 from googlenet_jax.training.distributed import process_environment
 from googlenet_jax.training.launcher import free_port
@@ -128,7 +128,7 @@ def reference(photo_folder):
     learning_rate_fn = optim.create_learning_rate_fn(config, steps_per_epoch, STEPS)
     tx = optim.create_optimizer(config, learning_rate_fn)
     par = parallel.MeshParallel(jax.devices()[:4])
-    model = trainer.create_model(config, num_classes=info.num_classes, bn_axis_name=par.bn_axis_name)
+    model = programs.create_model(config, num_classes=info.num_classes, bn_axis_name=par.bn_axis_name)
     # On the host: the train step donates the state it is given.
     initial = jax.device_get(create_train_state(model, tx, seed=config.seed, image_size=config.image_size,
                                                 use_ema=True, param_dtype=np.float64))
