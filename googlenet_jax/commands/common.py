@@ -5,7 +5,7 @@ and these exit statuses: 0 done, 1 the check failed (parity over tolerance, a st
 not fit the TPU in aot), 2 bad arguments or files (a weights path, an image, a dataset).
 Commands parse their arguments before they import TensorFlow or torch (most of them before
 JAX), so `--help` and argument errors answer quickly; this module imports only the standard
-library.
+library and errors.py. (`train` parses absl flags, as train.py always has: its errors exit 1.)
 """
 from __future__ import annotations
 
