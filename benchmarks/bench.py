@@ -2,7 +2,7 @@
 
     python benchmarks/bench.py [--device cpu|gpu] [--batch 32] [--image_size 224]
                                [--dtype float32|bfloat16] [--steps 5] [--repeats 5]
-                               [--levers merge_1x1,conv_gradients,separable_max_pool,fold_batch_norm]
+                               [--without merged_1x1,cpu_conv_gradients,separable_max_pool,fold_batch_norm]
                                [--no_jax] [--no_torch] [--no_torch_eager] [--skip_torch_compile]
                                [--torch_compile_modes default,max-autotune,...]
                                [--no_onnx] [--infer_only] [--json OUT.json]
@@ -24,11 +24,12 @@ for every contestant, no input pipeline.
 Compilation and warm-up are excluded from the throughput and reported on their own (ours:
 lower + compile of each function, then its first call; torch: its first call, and for
 torch.compile its compile time, the first call minus a steady-state one, with a fresh inductor
-cache per process, though a later mode may reuse kernels an earlier one built). `--levers`
-adds, per lever named, a copy of ours traced with that speed lever replaced by the plain form
-(LEVERS below), and reports ours / that copy as `<lever>_train_gain` and `<lever>_infer_gain`.
+cache per process, though a later mode may reuse kernels an earlier one built). `--without`
+adds, per speed form named (a field of the model's ComputeForms, or fold_batch_norm; WITHOUT
+below), a copy of ours traced with that form replaced by the plain one, and reports ours / that
+copy as `<form>_train_gain` and `<form>_infer_gain`.
 
-Order and timing: the contestants are built in stages, ours first, then the levers' copies,
+Order and timing: the contestants are built in stages, ours first, then the copies without a form,
 onnxruntime and eager torch; then each torch.compile mode (minutes each) as a stage of its
 own. After each stage every contestant built so far is timed in `--repeats` rounds, so a run
 cut off while torch.compile compiles still has the figures before it; a contestant built early
@@ -42,12 +43,13 @@ last time with `"complete": true`; SIGTERM (as from `timeout`) or Ctrl-C stops t
 the table and file then hold the figures so far.
 
 Peak memory: ours from XLA's compiled memory analysis (arguments, outputs and temporaries);
-on a GPU also the device's peak after warm-up (the process's peak so far, so a lever's copy
+on a GPU also the device's peak after warm-up (the process's peak so far, so a copy without a form
 reports at least ours'); torch's only on a GPU (CUDA allocator, per mode).
 Ratios (ours / the fastest torch mode for that job) are the figures that travel between
 machines; absolute numbers on a shared machine do not.
 """
 import argparse
+import dataclasses
 import datetime
 import functools
 import json
@@ -62,7 +64,7 @@ import time
 import traceback
 
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1]))
-from googlenet_jax.cli import prepare_tensorflow  # noqa: E402
+from googlenet_jax.commands.common import prepare_tensorflow  # noqa: E402
 
 prepare_tensorflow()
 # A fresh inductor cache, so torch.compile's reported compile time is a cold one, as ours is.
@@ -91,14 +93,11 @@ TORCH_MODES = {**EAGER_MODES,
                   for mode, name in COMPILE_MODES.items()}}
 
 
-# Speed levers that `--levers` undoes, one at a time, in extra copies of our contestants, to
-# measure what each gives in the same run: name -> the model's ComputeForms field that holds it.
-LEVERS = {
-    "merge_1x1": "merged_1x1",  # an Inception's input 1x1s as one convolution
-    "separable_max_pool": "separable_max_pool",  # vs one reduce_window
-    "conv_gradients": "cpu_conv_gradients",  # CPU: matmul forms vs XLA's own
-    "fold_batch_norm": None,  # inference only: BatchNorm folded into the convolutions vs run as is
-}
+# The speed forms `--without` undoes, one at a time, in extra copies of our contestants, to
+# measure what each gives in the same run: the model's ComputeForms fields, by their names, and
+# fold_batch_norm (inference only: BatchNorm folded into the convolutions vs run as is).
+FOLD_BATCH_NORM = "fold_batch_norm"
+WITHOUT = (*(field.name for field in dataclasses.fields(ComputeForms)), FOLD_BATCH_NORM)
 
 
 class CutOff(BaseException):
@@ -312,7 +311,7 @@ def report(args, contestants, info, device, rounds_done=0, complete=False):
               "image_size": args.image_size, "dtype": args.dtype,
               "date": datetime.date.today().isoformat(), "jax_version": jax.__version__,
               "cpu_count": os.cpu_count(), "machine": platform.machine(),
-              "steps_per_block": args.steps, "repeats": args.repeats, "levers": args.levers,
+              "steps_per_block": args.steps, "repeats": args.repeats, "without": args.without,
               "torch_compile_modes": args.torch_compile_modes,
               "xla_flags": os.environ.get("XLA_FLAGS", ""),
               "jax_compilation_cache": jax.config.jax_compilation_cache_dir or "",
@@ -337,10 +336,10 @@ def report(args, contestants, info, device, rounds_done=0, complete=False):
                                 ("onnxruntime", f"onnxruntime_{job}_ratio_vs_best_torch")):
                 if f"{prefix}_{job}_img_s" in result:
                     result[key] = result[f"{prefix}_{job}_img_s"] / torch_rates[best]
-        for lever in args.levers.split(","):
-            ours, without = result.get(f"jax_{job}_img_s"), result.get(f"jax_without_{lever}_{job}_img_s")
-            if lever and ours and without:  # what the lever gives: ours with it / ours without it
-                result[f"{lever}_{job}_gain"] = ours / without
+        for form in args.without.split(","):
+            ours, without = result.get(f"jax_{job}_img_s"), result.get(f"jax_without_{form}_{job}_img_s")
+            if form and ours and without:  # what the form gives: ours with it / ours without it
+                result[f"{form}_{job}_gain"] = ours / without
     return result
 
 
@@ -400,14 +399,14 @@ def stages(args, images, labels, device, platform_name, info):
     jobs, quick = _jobs(args), []
     if not args.no_jax:
         quick.append(("jax", jax_contestants(images, labels, args.dtype, device, jobs, info)))
-        for lever in filter(None, args.levers.split(",")):
-            prefix = f"jax_without_{lever}"
-            if LEVERS[lever] is None:  # fold_batch_norm: inference only
+        for form in filter(None, args.without.split(",")):
+            prefix = f"jax_without_{form}"
+            if form == FOLD_BATCH_NORM:  # inference only
                 copy = jax_contestants(images, labels, args.dtype, device, ("infer",), info, prefix=prefix,
                                        fold=False)
             else:
                 copy = jax_contestants(images, labels, args.dtype, device, jobs, info, prefix=prefix,
-                                       forms=ComputeForms(**{LEVERS[lever]: False}))
+                                       forms=ComputeForms(**{form: False}))
             quick.append((prefix, copy))
     if not (args.no_jax or args.no_onnx) and platform_name == "cpu" and args.dtype == "float32":
         quick.append(("onnxruntime", onnxruntime_contestant(images, info)))
@@ -429,7 +428,7 @@ def print_table(result):
           f"{result['dtype']} (img/s, median of the blocks [min, max]; {result['rounds_done']} rounds"
           f"{'' if result['complete'] else ', cut off before the end'})")
     names = {"jax": "googlenet_jax (jit)",
-             **{f"jax_without_{lever}": f"googlenet_jax without {lever}" for lever in LEVERS},
+             **{f"jax_without_{form}": f"googlenet_jax without {form}" for form in WITHOUT},
              **{k: f"torchvision {v}" for k, v in TORCH_MODES.items()},
              "onnxruntime": "googlenet_jax's ONNX file in onnxruntime"}
     for job in ("train", "infer"):
@@ -438,9 +437,9 @@ def print_table(result):
             if key in result:
                 print(f"  {job:5s} {label:50s} {result[key]:9.1f}  "
                       f"[{result[key + '_min']:.1f}, {result[key + '_max']:.1f}] of {result[f'{prefix}_{job}_blocks']}")
-        for lever in LEVERS:
-            if f"{lever}_{job}_gain" in result:
-                print(f"  {job:5s} {lever} gives x{result[f'{lever}_{job}_gain']:.2f}")
+        for form in WITHOUT:
+            if f"{form}_{job}_gain" in result:
+                print(f"  {job:5s} {form} gives x{result[f'{form}_{job}_gain']:.2f}")
         if f"{job}_ratio_vs_best_torch" in result:
             print(f"  {job:5s} ours / best torch ({result[f'best_torch_{job}']}): "
                   f"x{result[f'{job}_ratio_vs_best_torch']:.2f}")
@@ -467,16 +466,16 @@ def parse_args():
                         help="leave out torch.compile (its compilation takes minutes on a small CPU)")
     parser.add_argument("--torch_compile_modes", default="default",
                         help=f"comma-separated torch.compile modes, each a contestant: {', '.join(COMPILE_MODES)}")
-    parser.add_argument("--levers", default="",
-                        help=f"comma-separated speed levers to measure, each by an extra copy of ours "
-                             f"without it: {', '.join(LEVERS)}")
+    parser.add_argument("--without", default="", metavar="FORM,...",
+                        help=f"comma-separated speed forms to measure, each by an extra copy of ours "
+                             f"without it: {', '.join(WITHOUT)}")
     parser.add_argument("--no_onnx", action="store_true",
                         help="leave out onnxruntime (it runs our ONNX export on the CPU, float32 only)")
     parser.add_argument("--infer_only", action="store_true",
                         help="time inference only (skips every train step and its compilation)")
     parser.add_argument("--json", help="also write the results to this file, rewritten as they come")
     args = parser.parse_args()
-    for flag, known in (("levers", LEVERS), ("torch_compile_modes", COMPILE_MODES)):
+    for flag, known in (("without", WITHOUT), ("torch_compile_modes", COMPILE_MODES)):
         unknown = sorted(set(filter(None, getattr(args, flag).split(","))) - set(known))
         if unknown:
             parser.error(f"--{flag}: unknown {', '.join(unknown)}; known: {', '.join(known)}")

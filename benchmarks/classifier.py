@@ -28,7 +28,7 @@ import tempfile
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1]))
-from googlenet_jax.cli import prepare_tensorflow  # noqa: E402
+from googlenet_jax.commands.common import prepare_tensorflow  # noqa: E402
 
 prepare_tensorflow()
 

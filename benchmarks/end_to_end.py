@@ -25,7 +25,7 @@ import tempfile
 ROOT = pathlib.Path(__file__).parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from googlenet_jax.cli import prepare_tensorflow  # noqa: E402
+from googlenet_jax.commands.common import prepare_tensorflow  # noqa: E402
 
 prepare_tensorflow()
 

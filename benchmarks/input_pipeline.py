@@ -214,6 +214,7 @@ def _tf_streams(root: str, batch: int):
     import tensorflow as tf
 
     from googlenet_jax import data
+    from googlenet_jax.configs import imagenet_torchvision
     from googlenet_jax.data import preprocess, sources
 
     paths = list(sources.list_image_folder(root, "train").paths)
@@ -221,7 +222,8 @@ def _tf_streams(root: str, batch: int):
     def train():  # the trainer's call (configs/imagenet_torchvision.py), one process, no cache
         yield from data.train_batches(
             dataset="image_folder", data_dir=root, split="train", global_batch_size=batch,
-            image_size=SIZE, normalization="torchvision", seed=0, augment=data.AugmentConfig(),
+            image_size=SIZE, normalization="torchvision", seed=0,
+            augment=data.AugmentConfig(**imagenet_torchvision.get_config().augment.to_dict()),
             num_devices=1, process_index=0, process_count=1, shuffle_buffer=10_000, cache=False)
 
     def eval_():  # passes over the test split, back to back

@@ -5,7 +5,7 @@
 #               torch.compile (the targets: train >= 12,000 img/s, inference >= 40,000 img/s,
 #               >= x1.3 the fastest torch mode);
 #   b_fp32      the same in float32;
-#   c_levers    ours beside copies of ours with one speed lever undone (bfloat16);
+#   c_without   ours beside copies of ours with one speed form undone (bfloat16);
 #   d_batch*    ours at half and twice the batch (memory: *_memory_mb, jax_peak_memory_mb);
 #   e_*         ours with XLA's command buffers off, and with XLA's autotuning off;
 #   f_max_autotune  torch.compile mode="max-autotune" alone; last, as it may be cut off.
@@ -43,13 +43,13 @@ budget="${BUDGET:-505}"
 scaled() { echo $(( $1 * budget / 505 )); }
 cap_bf16=$(scaled 180)   # ours + eager torch + rounds ~80 s, torch.compile ~100 s
 cap_fp32=$(scaled 90)    # the same minus torch.compile if it is slow: ours and eager first
-cap_levers=$(scaled 70)  # ours from the cache, then two copies of ours ~30 s each
+cap_without=$(scaled 70)  # ours from the cache, then two copies of ours ~30 s each
 cap_batch=$(scaled 35)   # each batch size: ours compiled (~30 s) and 3 rounds
 cap_flags=$(scaled 30)   # each flag: ours compiled (~25 s; autotuning off: less) and 3 rounds
 min_limit=$(scaled 20)   # a phase with less than this left is skipped
 # Phase f gets only what the others leave; a phase that ends early leaves its time to the
 # next, while every later phase keeps its own limit in reserve.
-reserve=$(( cap_bf16 + cap_fp32 + cap_levers + 2 * cap_batch + 2 * cap_flags ))
+reserve=$(( cap_bf16 + cap_fp32 + cap_without + 2 * cap_batch + 2 * cap_flags ))
 deadline=$(( SECONDS + budget ))
 
 steps=10 repeats=5
@@ -85,8 +85,8 @@ fi
 
 run_phase a_bf16 "$cap_bf16" "${common[@]}" --batch "$batch" --dtype bfloat16 --repeats "$repeats" "${compile[@]}"
 run_phase b_fp32 "$cap_fp32" "${common[@]}" --batch "$batch" --dtype float32 --repeats 3 "${compile[@]}"
-run_phase c_levers "$cap_levers" "${common[@]}" --batch "$batch" --dtype bfloat16 --repeats 3 --no_torch \
-  --levers merge_1x1,separable_max_pool,fold_batch_norm
+run_phase c_without "$cap_without" "${common[@]}" --batch "$batch" --dtype bfloat16 --repeats 3 --no_torch \
+  --without merged_1x1,separable_max_pool,fold_batch_norm
 for b in $(( batch / 2 )) $(( batch * 2 )); do
   run_phase "d_batch$b" "$cap_batch" "${common[@]}" --batch "$b" --dtype bfloat16 --repeats 3 --no_torch
 done
@@ -107,7 +107,7 @@ import json, pathlib, sys
 
 
 def figures(r, job):
-    """ours, the fastest torch mode, their ratio and the levers' gains for one job."""
+    """ours, the fastest torch mode, their ratio and the gains of its speed forms for one job."""
     found = []
     if f"jax_{job}_img_s" in r:
         found.append(f"ours {r[f'jax_{job}_img_s']:.0f}")

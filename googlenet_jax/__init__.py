@@ -15,10 +15,14 @@ training, evaluation -> weights, data, parallel -> model):
     inference/    image preprocessing, the Classifier, jax.export artifacts and ONNX files
     training/     the trainer and its parts (steps, optimizer, checkpoints, config checks)
     parity/       comparisons with PyTorch (torch is imported here, and to read or write a .pth)
-    cli.py and predict, evaluate, export, summary, convert, launch: the commands
+    configs/      the training configs: default.py defines every field, the others override it
+    commands/     the commands, one thin module each (`python -m googlenet_jax COMMAND`,
+                  `googlenet-jax COMMAND`), and common.py, what they share; predict.py ...
+                  aot.py here are aliases for `python -m googlenet_jax.<command>`
+    errors.py     the one line of an error, for every layer
 
-Attributes are imported on first use, so `python -m googlenet_jax.<command>` can set up
-logging before JAX and TensorFlow load, and `--help` answers quickly.
+Attributes are imported on first use, so a command can set up logging before JAX and
+TensorFlow load, and `--help` answers quickly.
 """
 import importlib
 

@@ -55,7 +55,7 @@ def eval_step(variables: Any, batch: dict[str, jax.Array], *, model, axis_name: 
 
 
 def evaluate(step: Callable, state: Any, batches: Iterator[dict[str, np.ndarray]],
-             par: parallel.Parallel, progress: Callable[[int], None] | None = None,
+             parallel_plan: parallel.Parallel, progress: Callable[[int], None] | None = None,
              stop: Callable[[], bool] | None = None) -> dict[str, float] | None:
     """Loss, top-1 and top-5 over a whole split (padded rows masked out).
 
@@ -65,7 +65,7 @@ def evaluate(step: Callable, state: Any, batches: Iterator[dict[str, np.ndarray]
     when `stop()` turned True (a preemption) before the split was done.
     """
     sums = None
-    for done, batch in enumerate(parallel.prefetch_to_device(batches, par.put_batch), start=1):
+    for done, batch in enumerate(parallel.prefetch_to_device(batches, parallel_plan.put_batch), start=1):
         if stop is not None and stop():
             return None
         out = step(state, batch)
@@ -75,7 +75,7 @@ def evaluate(step: Callable, state: Any, batches: Iterator[dict[str, np.ndarray]
             progress(done)
     if sums is None:
         raise ValueError("the evaluation split yielded no batches")
-    host = par.metrics_to_host(sums)
+    host = parallel_plan.metrics_to_host(sums)
     count = max(host["count"], 1.0)
     return {"eval_loss": host["loss"] / count, "eval_top1": host["top1"] / count,
             "eval_top5": host["top5"] / count, "eval_count": host["count"]}
@@ -118,23 +118,23 @@ def evaluate_weights(loaded: LoadedModel, *, dataset: str | None = None, data_di
         raise ValueError(f"the weights have {info.num_classes} classes but dataset {dataset!r} has "
                          f"{dataset_info.num_classes}")
 
-    par = parallel.MeshParallel()
+    parallel_plan = parallel.MeshParallel()
     model, variables = folding.fold_batch_norm(loaded.model, loaded.variables)  # as the Classifier runs
-    step = par.compile_eval_step(functools.partial(eval_step, model=model))
-    variables = par.put_state(variables)
+    step = parallel_plan.compile_eval_step(functools.partial(eval_step, model=model))
+    variables = parallel_plan.put_state(variables)
     workdir_batch = _workdir_eval_batch_size(info.workdir)
     results = {}
     for count in crops:
-        size = batch_size or default_batch_size(count, par.num_devices, workdir_batch)
-        if size % par.num_devices:
-            raise ValueError(f"--batch_size {size} does not divide over {par.num_devices} devices")
+        size = batch_size or default_batch_size(count, parallel_plan.num_devices, workdir_batch)
+        if size % parallel_plan.num_devices:
+            raise ValueError(f"--batch_size {size} does not divide over {parallel_plan.num_devices} devices")
         batches = data.eval_batches(
             dataset=dataset, data_dir=data_dir, split=split, global_batch_size=size,
             image_size=info.image_size, normalization=info.normalization, crops=count,
-            resize_size=info.resize_size, num_devices=par.num_devices)
+            resize_size=info.resize_size, num_devices=parallel_plan.num_devices)
         total = math.ceil(dataset_info.num_eval_examples / size)
         progress = console.Progress(f"{count} crop(s)", total, size) if show_progress else None
-        metrics = evaluate(step, variables, batches, par, progress=progress)
+        metrics = evaluate(step, variables, batches, parallel_plan, progress=progress)
         results[str(count)] = {"top1": metrics["eval_top1"], "top5": metrics["eval_top5"],
                                "loss": metrics["eval_loss"], "count": int(metrics["eval_count"])}
     return {"weights": info.path, "dataset": dataset, "split": split, "image_size": info.image_size,

@@ -15,7 +15,7 @@ import tempfile
 import pytest
 from xdist.scheduler import LoadScopeScheduling
 
-from googlenet_jax.cli import prepare_tensorflow  # the standard library only: JAX is not loaded yet
+from googlenet_jax.commands.common import prepare_tensorflow  # the standard library only: JAX is not loaded yet
 
 # Must happen before JAX starts its backend.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")

@@ -225,6 +225,14 @@ def optimizer_config(batch_size: int = 256, **optimizer):
     return config
 
 
+def augment_config(**overrides):
+    """data.AugmentConfig with configs/default.py's augmentation, `overrides` replacing fields."""
+    from googlenet_jax import data
+    from googlenet_jax.training.config import default_config
+
+    return data.AugmentConfig(**{**default_config().augment.to_dict(), **overrides})
+
+
 # ----------------------------------------------------------------------------- background commands
 
 

@@ -102,7 +102,7 @@ MUTANTS = [
     Mutant("dropout left on at evaluation", "googlenet_jax/model/network.py",
            "x = nn.Dropout(rate)(x, deterministic=not train)", "x = nn.Dropout(rate)(x, deterministic=False)",
            ("tests/parity/test_model_parity.py::test_eval_logits_match_reference",)),
-    Mutant("--raw_params inverted", "googlenet_jax/cli.py",
+    Mutant("--raw_params inverted", "googlenet_jax/commands/common.py",
            "use_average=not args.raw_params", "use_average=args.raw_params",
            ("tests/commands/test_evaluate.py",)),
     Mutant("init_weights from a workdir takes its raw parameters", "googlenet_jax/training/init_weights.py",
@@ -197,9 +197,9 @@ MUTANTS = [
            ("tests/training/test_nonfinite.py::"
             "test_after_skipped_steps_the_schedule_gives_the_rate_of_the_step_being_taken",)),
     # Start-up: what every command's process loads.
-    Mutant("TensorFlow's import loads Keras", "googlenet_jax/cli.py",
+    Mutant("TensorFlow's import loads Keras", "googlenet_jax/commands/common.py",
            "sys.modules.setdefault(_KERAS_LOADED_BY_TENSORFLOW, None)", "pass",
-           ("tests/test_cli.py::test_tensorflow_and_tfds_load_without_keras",)),
+           ("tests/commands/test_common.py::test_tensorflow_and_tfds_load_without_keras",)),
     # The model from its config; blocks described once.
     Mutant("the loader drops the recorded model fields", "googlenet_jax/weights/loader.py",
            "fields = {**info.model, ", "fields = {",

@@ -18,9 +18,10 @@ pytestmark = pytest.mark.slow  # one --help subprocess per program
 
 PAGES = ["README.md", *sorted(glob.glob("docs/*.md", root_dir=helpers.REPO)),
          *sorted(glob.glob("configs/*.py", root_dir=helpers.REPO))]
-# A program: `python -m googlenet_jax.X`, `python path.py` or the console script `googlenet-jax X`,
-# after optional environment variables.
-PROGRAM = re.compile(r"^(?:[A-Z_]+=\S+\s+)*(?:python3? (-m googlenet_jax\.\w+|\S+\.py)|googlenet-jax (\w+))(.*)$")
+# A program: `python -m googlenet_jax.X`, `python path.py`, or a command of the dispatcher:
+# `python -m googlenet_jax X` or the console script `googlenet-jax X`; after optional environment variables.
+PROGRAM = re.compile(r"^(?:[A-Z_]+=\S+\s+)*(?:python3? (-m googlenet_jax\.\w+|\S+\.py)|"
+                     r"(?:googlenet-jax|python3? -m googlenet_jax) (\w+))(.*)$")
 FLAG = re.compile(r"(?<![\w-])--([A-Za-z][\w.-]*)")
 
 
@@ -39,8 +40,8 @@ def _snippets(page: str) -> tuple[list[str], list[str]]:
 
 def _split(command: str) -> list[tuple[tuple[str, ...], str]]:
     """[(program argv, its arguments)]; launch's command after `--` is a program of its own."""
-    module, console, rest = PROGRAM.match(command).groups()
-    program = tuple(module.split()) if module else ("-m", f"googlenet_jax.{console}")
+    module, name, rest = PROGRAM.match(command).groups()
+    program = tuple(module.split()) if module else ("-m", "googlenet_jax", name)
     rest = rest.split("#")[0]
     if " -- " in rest:
         rest, inner = rest.split(" -- ", 1)

@@ -40,14 +40,14 @@ def _run_single(step_fn, state, batches):
     return jax.device_get(state), losses
 
 
-def _run_parallel(par, step_fn, state, batches):
-    step = par.compile_train_step(step_fn)
-    state = par.put_state(state)
+def _run_parallel(parallel_plan, step_fn, state, batches):
+    step = parallel_plan.compile_train_step(step_fn)
+    state = parallel_plan.put_state(state)
     losses = []
     for batch in batches:
-        state, metrics = step(state, par.put_batch(batch))
-        losses.append(par.metrics_to_host(metrics)["loss"])
-    return jax.device_get(par.get_state(state)), losses
+        state, metrics = step(state, parallel_plan.put_batch(batch))
+        losses.append(parallel_plan.metrics_to_host(metrics)["loss"])
+    return jax.device_get(parallel_plan.get_state(state)), losses
 
 
 def _assert_trees_close(actual, expected, *, rtol, atol):
@@ -81,8 +81,8 @@ def test_googlenet_step_agrees_on_pmap_mesh_and_one_device():
     want, want_loss = _run_single(_step_fn(make(None), tx), state, batches)
     updates = jax.tree.map(lambda new, old: np.abs(new - old).max(), want.params, state.params)
     largest_update = max(jax.tree.leaves(updates))
-    for par in (parallel.PmapParallel(), parallel.MeshParallel()):
-        got, got_loss = _run_parallel(par, _step_fn(make(par.bn_axis_name), tx), state, batches)
+    for parallel_plan in (parallel.PmapParallel(), parallel.MeshParallel()):
+        got, got_loss = _run_parallel(parallel_plan, _step_fn(make(parallel_plan.bn_axis_name), tx), state, batches)
         np.testing.assert_allclose(got_loss, want_loss, rtol=1e-6)
         _assert_trees_close(got.batch_stats, want.batch_stats, rtol=1e-4, atol=1e-7)
         errors = jax.tree.map(lambda a, b: np.abs(a - b).max(), got.params, want.params)
@@ -95,46 +95,47 @@ def test_googlenet_step_agrees_on_pmap_mesh_and_one_device():
 
 @pytest.mark.parametrize("make_parallel", PARALLELS)
 def test_three_steps_with_ema_and_label_smoothing_agree_with_one_device(make_parallel):
-    par = make_parallel()
+    parallel_plan = make_parallel()
     tx = _tx()
     state = train_state_lib.create_train_state(TinyNet(), tx, seed=1, image_size=8, use_ema=True)
     batches = [tiny_batch(16, 8, seed=s) for s in range(3)]
     kwargs = dict(ema_decay=0.9, label_smoothing=0.1)
     want, want_loss = _run_single(_step_fn(TinyNet(), tx, **kwargs), state, batches)
     got, got_loss = _run_parallel(
-        par, _step_fn(TinyNet(bn_axis_name=par.bn_axis_name), tx, **kwargs), state, batches)
+        parallel_plan, _step_fn(TinyNet(bn_axis_name=parallel_plan.bn_axis_name), tx, **kwargs), state, batches)
     np.testing.assert_allclose(got_loss, want_loss, rtol=1e-6)
     _assert_trees_close(got, want, rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize("make_parallel", PARALLELS)
 def test_no_retracing_after_the_first_step(make_parallel):
-    par = make_parallel()
+    parallel_plan = make_parallel()
     tx = _tx()
-    model = TinyNet(dropout_rate=0.5, bn_axis_name=par.bn_axis_name)
+    model = TinyNet(dropout_rate=0.5, bn_axis_name=parallel_plan.bn_axis_name)
     traces = []
 
     def counted_step(state, batch, **kwargs):
         traces.append(1)  # runs once per trace, never per execution
         return _step_fn(model, tx, ema_decay=0.99)(state, batch, **kwargs)
 
-    step = par.compile_train_step(counted_step)
-    state = par.put_state(
+    step = parallel_plan.compile_train_step(counted_step)
+    state = parallel_plan.put_state(
         train_state_lib.create_train_state(model, tx, seed=0, image_size=8, use_ema=True))
     for seed in range(3):
-        state, _ = step(state, par.put_batch(tiny_batch(16, 8, seed=seed)))
+        state, _ = step(state, parallel_plan.put_batch(tiny_batch(16, 8, seed=seed)))
     jax.block_until_ready(state)
     assert len(traces) == 1
 
 
 @pytest.mark.parametrize("make_parallel", PARALLELS)
 def test_train_step_donates_the_state(make_parallel):
-    par = make_parallel()
+    parallel_plan = make_parallel()
     tx = _tx()
-    model = TinyNet(bn_axis_name=par.bn_axis_name)
-    state = par.put_state(
+    model = TinyNet(bn_axis_name=parallel_plan.bn_axis_name)
+    state = parallel_plan.put_state(
         train_state_lib.create_train_state(model, tx, seed=0, image_size=8, use_ema=False))
-    new_state, _ = par.compile_train_step(_step_fn(model, tx))(state, par.put_batch(tiny_batch(16, 8)))
+    train_step = parallel_plan.compile_train_step(_step_fn(model, tx))
+    new_state, _ = train_step(state, parallel_plan.put_batch(tiny_batch(16, 8)))
     jax.block_until_ready(new_state)
     assert all(leaf.is_deleted() for leaf in jax.tree.leaves(state.params))
 
@@ -142,27 +143,27 @@ def test_train_step_donates_the_state(make_parallel):
 def test_dropout_keys_differ_by_device_and_by_step():
     state = train_state_lib.create_train_state(TinyNet(), _tx(), seed=0, image_size=8,
                                                use_ema=False)
-    par = parallel.PmapParallel()
+    parallel_plan = parallel.PmapParallel()
     keys_of = jax.pmap(lambda s: steps.dropout_key(s, parallel.AXIS_NAME),
                        axis_name=parallel.AXIS_NAME)
     keys = []
     for step in range(2):
-        replicated = par.put_state(state.replace(step=jnp.asarray(step, jnp.int32)))
+        replicated = parallel_plan.put_state(state.replace(step=jnp.asarray(step, jnp.int32)))
         keys.extend(tuple(np.asarray(k).ravel()) for k in jax.device_get(keys_of(replicated)))
-    assert len(keys) == 2 * par.num_devices
+    assert len(keys) == 2 * parallel_plan.num_devices
     assert len(set(keys)) == len(keys)
 
 
 @pytest.mark.parametrize("make_parallel", PARALLELS)
 def test_eval_sums_count_every_unpadded_example_once(make_parallel):
-    par = make_parallel()
-    model = TinyNet(bn_axis_name=par.bn_axis_name)
+    parallel_plan = make_parallel()
+    model = TinyNet(bn_axis_name=parallel_plan.bn_axis_name)
     state = train_state_lib.create_train_state(model, _tx(), seed=0, image_size=8,
                                                use_ema=False)
     batch = tiny_batch(16, 8)
     batch["mask"] = np.arange(16) < 11  # the last 5 rows are padding
-    eval_step = par.compile_eval_step(functools.partial(steps.eval_step, model=model))
-    got = par.metrics_to_host(eval_step(par.put_state(state), par.put_batch(batch)))
+    eval_step = parallel_plan.compile_eval_step(functools.partial(steps.eval_step, model=model))
+    got = parallel_plan.metrics_to_host(eval_step(parallel_plan.put_state(state), parallel_plan.put_batch(batch)))
 
     logits = np.asarray(model.apply({"params": state.params, "batch_stats": state.batch_stats},
                                     batch["image"][:11], train=False), np.float64)
@@ -242,11 +243,11 @@ def test_gradients_of_a_bfloat16_network_are_summed_over_devices_in_float32():
         want = np.concatenate([np.ravel(g) for g in jax.tree.leaves(reference)])
         return np.linalg.norm(got - want) / np.linalg.norm(want)
 
-    for par in (pmap, parallel.MeshParallel()):
+    for parallel_plan in (pmap, parallel.MeshParallel()):
         errors = {}
         for reduce_dtype in parallel.GRAD_REDUCE_DTYPES:
-            step = par.compile_train_step(step_fn(par.bn_axis_name, grad_reduce_dtype=reduce_dtype))
-            new_state, _ = step(par.put_state(state), par.put_batch(batch))
-            errors[reduce_dtype] = error(jax.device_get(par.get_state(new_state).opt_state))
-        assert errors["float32"] < 1e-6 and errors["bfloat16"] > 1e-4, (type(par).__name__, errors)
-        assert errors["bfloat16"] > 1000 * errors["float32"], (type(par).__name__, errors)
+            step = parallel_plan.compile_train_step(step_fn(parallel_plan.bn_axis_name, grad_reduce_dtype=reduce_dtype))
+            new_state, _ = step(parallel_plan.put_state(state), parallel_plan.put_batch(batch))
+            errors[reduce_dtype] = error(jax.device_get(parallel_plan.get_state(new_state).opt_state))
+        assert errors["float32"] < 1e-6 and errors["bfloat16"] > 1e-4, (type(parallel_plan).__name__, errors)
+        assert errors["bfloat16"] > 1000 * errors["float32"], (type(parallel_plan).__name__, errors)

@@ -29,16 +29,16 @@ _ENDLESS = 2**62  # epochs
 
 @dataclasses.dataclass(frozen=True)
 class AugmentConfig:
-    """Train-time augmentation. Defaults: Inception crop + flip (the paper adds photometric
-    distortions and random interpolation)."""
-    inception_crop: bool = True
-    min_area: float = 0.08
-    max_area: float = 1.0
-    min_aspect: float = 3 / 4
-    max_aspect: float = 4 / 3
-    flip: bool = True
-    photometric: bool = False
-    random_interpolation: bool = False
+    """Train-time augmentation: `AugmentConfig(**config.augment.to_dict())`; the fields, their defaults and
+    what they mean are config.augment's (configs/default.py)."""
+    inception_crop: bool
+    min_area: float
+    max_area: float
+    min_aspect: float
+    max_aspect: float
+    flip: bool
+    photometric: bool
+    random_interpolation: bool
 
 
 def local_batch_size(global_batch_size: int, num_devices: int, process_count: int) -> int:
@@ -101,7 +101,7 @@ def train_preprocess(image: tf.Tensor, seed: tf.Tensor, *, image_size: int, norm
 
 def train_batches(*, dataset: str, data_dir: str | None, split: str, global_batch_size: int,
                   image_size: int, normalization: str, seed: int,
-                  augment: AugmentConfig = AugmentConfig(), start_step: int = 0,
+                  augment: AugmentConfig, start_step: int = 0,
                   num_devices: int = 1, process_index: int | None = None,
                   process_count: int | None = None, shuffle_buffer: int = 10_000,
                   cache: bool = False) -> Iterator[dict[str, np.ndarray]]:

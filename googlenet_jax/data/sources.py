@@ -16,6 +16,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from googlenet_jax.data import digits, preprocess
+from googlenet_jax.errors import first_line
 
 IMAGE_FOLDER = "image_folder"
 DEMO = digits.NAME
@@ -194,10 +195,9 @@ def _prepared_builder(dataset: str, data_dir: str | None) -> tfds.core.DatasetBu
             builder.download_and_prepare(
                 download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
         except (tarfile.TarError, tf.errors.OpError, EOFError) as e:  # an empty, cut or damaged tar
-            detail = str(e).strip().splitlines()[0] if str(e).strip() else ""
             raise ValueError(
                 f"cannot prepare {builder.name} from the tars in {manual_dir}/ ({type(e).__name__}: "
-                f"{detail}); is one of them damaged or still downloading?") from e
+                f"{first_line(e)}); is one of them damaged or still downloading?") from e
         return builder
     raise ValueError(
         f"{dataset} is not prepared in {builder.data_dir}; this code never downloads: run "

@@ -28,6 +28,7 @@ import jax
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
+from googlenet_jax.errors import first_line
 from googlenet_jax.weights import files, paths, trees
 from googlenet_jax.weights.files import COMMIT_FILE, ITEM_DIR, step_folders
 
@@ -52,8 +53,7 @@ def _one_line(error: BaseException) -> str:
     reason = _OS_REASONS.search(text)
     if reason:
         return reason.group(0)
-    first = text.splitlines()[0] if text else ""
-    return f"{type(error).__name__}: {first[:200]}" if first else type(error).__name__
+    return f"{type(error).__name__}: {first_line(error, 200)}" if text else type(error).__name__
 
 
 def _is_callback_into_a_closed_loop(unraisable: Any) -> bool:

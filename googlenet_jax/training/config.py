@@ -7,14 +7,12 @@ one-line `ConfigError` (a ValueError) that `train.py` prints before exiting.
 """
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import os
 from typing import Any, Mapping
 
 import ml_collections
 
 from googlenet_jax import parallel
+from googlenet_jax.configs import default
 from googlenet_jax.model import architecture
 from googlenet_jax.model.input_spec import NORMALIZATIONS
 from googlenet_jax.training import nonfinite, optim, profiling
@@ -55,18 +53,8 @@ class ConfigError(ValueError):
 
 
 def default_config() -> ml_collections.ConfigDict:
-    """configs/default.py's config: importable as `configs.default` from the repository root,
-    else read beside the package (a source checkout run from elsewhere)."""
-    try:
-        return importlib.import_module("configs.default").get_config()
-    except ImportError:
-        path = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "default.py")
-        spec = importlib.util.spec_from_file_location("googlenet_jax_default_config", path)
-        if spec is None or not os.path.exists(path):
-            raise ConfigError("configs/default.py not found: run from the repository root") from None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module.get_config()
+    """configs/default.py's config (googlenet_jax/configs/default.py, shipped with the package)."""
+    return default.get_config()
 
 
 def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import Any, Optional
 
 import jax
 
+from googlenet_jax.errors import first_line
 from googlenet_jax.training.config import ConfigError
 
 FIELDS = ("coordinator_address", "num_processes", "process_id")
@@ -82,5 +83,4 @@ def initialize(config: Any) -> None:
     except Exception as e:  # noqa: BLE001  (timeouts, refused connections, bad cluster environments)
         where = (f"process {setup['process_id']} of {setup['num_processes']} at {setup['coordinator_address']}"
                  if setup else "the cluster JAX detected")
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(f"cannot join the multi-process run as {where}: {first}") from e
+        raise ConfigError(f"cannot join the multi-process run as {where}: {first_line(e)}") from e

@@ -39,7 +39,7 @@ def num_train_steps(config: ml_collections.ConfigDict, steps_per_epoch: float) -
 
 
 @dataclasses.dataclass(frozen=True)
-class Programs:
+class TrainingPrograms:
     """What one config trains with. `train_step(state, batch) -> (state, metrics)` and
     `eval_step(state, batch) -> sums` are jitted (or pmapped) by the Parallel, not compiled yet;
     `abstract_state` is the TrainState's shapes and dtypes (jax.ShapeDtypeStruct leaves)."""
@@ -53,14 +53,14 @@ class Programs:
     eval_step: Callable[[Any, Any], Any]
 
 
-def build(config: ml_collections.ConfigDict, par: parallel.Parallel, *, num_classes: int,
-          steps_per_epoch: float, train_steps: int) -> Programs:
-    """The config's programs on `par`'s devices. `steps_per_epoch` and `train_steps` only set
+def build(config: ml_collections.ConfigDict, parallel_plan: parallel.Parallel, *, num_classes: int,
+          steps_per_epoch: float, train_steps: int) -> TrainingPrograms:
+    """The config's programs on `parallel_plan`'s devices. `steps_per_epoch` and `train_steps` only set
     the schedule's constants. Raises ConfigError when the model rejects the input size."""
     learning_rate_fn = optim.create_learning_rate_fn(config, steps_per_epoch, train_steps)
     tx = optim.create_optimizer(config, learning_rate_fn,
                                 frozen=stages_up_to(config.model.variant, config.freeze_up_to))
-    model = create_model(config, num_classes=num_classes, bn_axis_name=par.bn_axis_name)
+    model = create_model(config, num_classes=num_classes, bn_axis_name=parallel_plan.bn_axis_name)
     state_options = dict(seed=config.seed, image_size=config.image_size, use_ema=config.ema_decay > 0,
                          param_dtype=jnp.float64 if config.model.dtype == "float64" else jnp.float32)
     create_state = functools.partial(train_state_lib.create_train_state, model, tx, **state_options)
@@ -68,12 +68,12 @@ def build(config: ml_collections.ConfigDict, par: parallel.Parallel, *, num_clas
         abstract_state = jax.eval_shape(train_state_lib.initial_state_fn(model, tx, **state_options))
     except ValueError as e:  # the model rejects the input size or variant
         raise ConfigError(f"model: {e}") from e
-    train_step = par.compile_train_step(functools.partial(
+    train_step = parallel_plan.compile_train_step(functools.partial(
         steps.train_step, model=model, tx=tx, learning_rate_fn=learning_rate_fn,
         aux_weight=config.aux_weight, label_smoothing=config.label_smoothing,
         ema_decay=config.ema_decay, grad_reduce_dtype=config.grad_reduce_dtype))
-    eval_step = par.compile_eval_step(functools.partial(steps.eval_step, model=model))
-    return Programs(model=model, tx=tx, learning_rate_fn=learning_rate_fn, create_state=create_state,
+    eval_step = parallel_plan.compile_eval_step(functools.partial(steps.eval_step, model=model))
+    return TrainingPrograms(model=model, tx=tx, learning_rate_fn=learning_rate_fn, create_state=create_state,
                     abstract_state=abstract_state, train_step=train_step, eval_step=eval_step)
 
 

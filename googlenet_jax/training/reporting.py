@@ -21,7 +21,7 @@ class MetricWriter:
         self._writer = None
         if self._enabled:
             # TensorFlow's own writer (flax.metrics.tensorboard wraps it, and loads Keras through
-            # TensorBoard's hparams plugin, which cli.prepare_tensorflow keeps out). Imported
+            # TensorBoard's hparams plugin, which commands.common.prepare_tensorflow keeps out). Imported
             # here: only the writing process needs TensorFlow.
             import tensorflow as tf
 

@@ -15,6 +15,8 @@ import re
 import time
 from typing import Any
 
+from googlenet_jax.errors import first_line
+
 # The libtpu that jax[tpu] pins for requirements.txt's jax (jax 0.10.2 asks for libtpu==0.0.42.*);
 # requirements-dev.txt installs the same (tests/training/test_tpu_compile.py checks both).
 LIBTPU_REQUIREMENT = "libtpu==0.0.42.1"
@@ -94,9 +96,6 @@ class TopologyError(ValueError):
     """A topology libtpu cannot name, or one whose chips CHIPS does not know; one line."""
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _chip_named(name: str) -> Chip | None:
@@ -128,7 +127,7 @@ def open_slice(name: str) -> Slice:
     try:
         devices = _topology_devices(name, chip)
     except Exception as e:  # noqa: BLE001  (libtpu's errors are JaxRuntimeError; its message says why)
-        reason = _first_line(e).removeprefix("INVALID_ARGUMENT: ")
+        reason = first_line(e).removeprefix("INVALID_ARGUMENT: ")
         raise TopologyError(f"unknown topology {name!r} ({reason}); chip kinds: {', '.join(known_chips())}, "
                              "as KIND:AxB or KIND:AxBxC, e.g. v5e:2x2, v5p:4x4x4") from None
     kind = devices[0].device_kind

@@ -27,13 +27,10 @@ from googlenet_jax.training import (
 from googlenet_jax.training import config as config_lib
 from googlenet_jax.training import programs as programs_lib
 from googlenet_jax.training.config import ConfigError
-from googlenet_jax.training.nonfinite import NonFiniteLossError  # noqa: F401  (raised from here)
-from googlenet_jax.training.programs import create_model  # noqa: F401  (tests build the trainer's model)
 from googlenet_jax.weights import paths
 from googlenet_jax.weights.files import step_folders
 
 FINAL_METRICS_FILE = "final_metrics.json"
-CHECKPOINT_DIR = weights_lib.CHECKPOINT_DIR
 
 
 def _keep_tensorflow_off_accelerators() -> None:
@@ -78,7 +75,7 @@ def check_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
     except OSError as e:
         raise ConfigError(f"cannot write to the workdir {workdir}: {e}") from None
     saved_file = os.path.join(workdir, weights_lib.CONFIG_FILE)
-    if not (step_folders(os.path.join(workdir, CHECKPOINT_DIR)) and paths.exists(saved_file)):
+    if not (step_folders(os.path.join(workdir, weights_lib.CHECKPOINT_DIR)) and paths.exists(saved_file)):
         return
     try:
         with paths.open_file(saved_file) as f:
@@ -182,12 +179,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if config.parallel == "pmap" and jax.process_count() > 1:
         raise ConfigError("config.parallel='pmap' runs one process; use 'mesh' for "
                           f"{jax.process_count()} processes")
-    par = parallel.create_parallel(config.parallel)
+    parallel_plan = parallel.create_parallel(config.parallel)
     if jax.process_count() > 1:  # every process says it joined: what a hung pod start needs first
         console.log_every_process(
             f"joined the run with {jax.local_device_count()} local {jax.devices()[0].platform} "
-            f"device(s), {par.num_devices} in all")
-    config_lib.validate_devices(config, device_count=par.num_devices,
+            f"device(s), {parallel_plan.num_devices} in all")
+    config_lib.validate_devices(config, device_count=parallel_plan.num_devices,
                                        process_count=jax.process_count())
     # Imported only now: TensorFlow's start-up logs would bury a config error above.
     from googlenet_jax import data
@@ -198,11 +195,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     steps_per_epoch = info.num_train_examples / config.batch_size
     num_train_steps = programs_lib.num_train_steps(config, steps_per_epoch)
     # The same builder as `python -m googlenet_jax.aot`: what it measures is what runs here.
-    programs = programs_lib.build(config, par, num_classes=info.num_classes,
+    programs = programs_lib.build(config, parallel_plan, num_classes=info.num_classes,
                                   steps_per_epoch=steps_per_epoch, train_steps=num_train_steps)
     tx, create_state, abstract_state = programs.tx, programs.create_state, programs.abstract_state
 
-    checkpoint_dir = os.path.join(workdir, CHECKPOINT_DIR)
+    checkpoint_dir = os.path.join(workdir, weights_lib.CHECKPOINT_DIR)
     check_workdir(config, workdir)
     resuming = bool(step_folders(checkpoint_dir))
     # Read before anything is written, so a bad path fails in one line and leaves no workdir.
@@ -215,7 +212,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     checkpointer = checkpointing.Checkpointer(
         checkpoint_dir, every_steps=config.checkpoint_every_steps, keep=config.keep_checkpoints,
         log=console.log)
-    state = checkpointer.restore_latest(abstract_state, par.state_sharding(abstract_state))
+    state = checkpointer.restore_latest(abstract_state, parallel_plan.state_sharding(abstract_state))
     if state is None:
         state = create_state()
         if initial is not None:
@@ -225,7 +222,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     else:
         console.log(f"resuming from {workdir} at step {int(state.step)}")
     start_step = int(state.step)
-    state = par.put_state(state)
+    state = parallel_plan.put_state(state)
 
     train_step, eval_step = programs.train_step, programs.eval_step
 
@@ -234,24 +231,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             dataset=config.dataset, data_dir=config.data_dir, split=config.eval_split,
             global_batch_size=config.eval_batch_size, image_size=config.image_size,
             normalization=config.normalization, resize_size=model_info.resize_size,
-            num_devices=par.num_devices, cache=config.cache)
+            num_devices=parallel_plan.num_devices, cache=config.cache)
 
     writer = reporting.MetricWriter(workdir)
     batches = parallel.prefetch_to_device(data.train_batches(
         dataset=config.dataset, data_dir=config.data_dir, split=config.train_split,
         global_batch_size=config.batch_size, image_size=config.image_size,
         normalization=config.normalization, seed=config.seed, augment=data.AugmentConfig(**config.augment.to_dict()),
-        start_step=start_step, num_devices=par.num_devices, shuffle_buffer=config.shuffle_buffer,
-        cache=config.cache), par.put_batch)
+        start_step=start_step, num_devices=parallel_plan.num_devices, shuffle_buffer=config.shuffle_buffer,
+        cache=config.cache), parallel_plan.put_batch)
     guard = nonfinite.NonFiniteGuard(config.nan_policy, config.nan_max_consecutive_skips,
-                                     par.metrics_to_host)
+                                     parallel_plan.metrics_to_host)
     throughput = Throughput(config.batch_size)
     profiler = profiling.StepProfiler(profiling.parse_steps(config.profile_steps), workdir, console.log)
     host_metrics: dict[str, float] = {}
 
     def log_progress(done: int, step_metrics: Any) -> None:
         guard.check()
-        host_metrics.update(par.metrics_to_host(step_metrics))
+        host_metrics.update(parallel_plan.metrics_to_host(step_metrics))
         host_metrics.pop("finite", None)
         rate = throughput.interval_rate()
         eta = (num_train_steps - done) * config.batch_size / rate if rate > 0 else math.inf
@@ -263,11 +260,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
     def save(done: int, *, force: bool) -> None:
         guard.check()  # the newest checkpoint is always a state with no non-finite step in it
-        checkpointer.save(done, par.get_state(state), force=force)
+        checkpointer.save(done, parallel_plan.get_state(state), force=force)
 
     def run_eval(done: int, stop: Callable[[], bool]) -> dict[str, float] | None:
         eval_start = time.time()
-        eval_metrics = evaluation.evaluate(eval_step, state, eval_batches(), par, stop=stop)
+        eval_metrics = evaluation.evaluate(eval_step, state, eval_batches(), parallel_plan, stop=stop)
         throughput.pause(time.time() - eval_start)
         if eval_metrics is not None:
             writer.write_scalars(done, eval_metrics)
@@ -285,7 +282,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         f"training {config.model.variant} GoogLeNet on {config.dataset} "
         f"({info.num_train_examples} images, {info.num_classes} classes) at "
         f"{config.image_size}x{config.image_size}, batch {config.batch_size} on "
-        f"{par.num_devices} {jax.devices()[0].platform} device(s) ({config.parallel}), "
+        f"{parallel_plan.num_devices} {jax.devices()[0].platform} device(s) ({config.parallel}), "
         f"steps {start_step}->{num_train_steps}")
     try:
         with preemption.PreemptionWatcher(log=console.log) as watcher:

@@ -18,6 +18,8 @@ import os
 import shutil
 from typing import IO, Iterator
 
+from googlenet_jax.errors import first_line
+
 URL_PREFIXES = ("gs://",)
 
 
@@ -47,14 +49,9 @@ def _url_errors(path: str) -> Iterator[None]:
     try:
         yield
     except tf.errors.NotFoundError as error:
-        raise FileNotFoundError(f"{path}: {_reason(error)}") from None
+        raise FileNotFoundError(f"{path}: {first_line(error, 300)}") from None
     except tf.errors.OpError as error:
-        raise OSError(f"{path}: {_reason(error)}") from None
-
-
-def _reason(error: Exception) -> str:
-    text = getattr(error, "message", None) or str(error)
-    return text.strip().splitlines()[0][:300] if text.strip() else type(error).__name__
+        raise OSError(f"{path}: {first_line(error, 300)}") from None
 
 
 def _epath(path: str):

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from googlenet_jax import evaluate
+from googlenet_jax.commands import evaluate
 
 from helpers import run_command
 

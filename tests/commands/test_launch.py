@@ -30,10 +30,10 @@ import jax
 import numpy as np
 import pytest
 
-from configs import demo
 from googlenet_jax import data, evaluation, parallel
 from googlenet_jax import weights as weights_lib
-from googlenet_jax.training import optim, steps, trainer
+from googlenet_jax.configs import demo
+from googlenet_jax.training import optim, programs, steps
 from googlenet_jax.training.checkpointing import Checkpointer
 from googlenet_jax.training.distributed import process_environment
 from googlenet_jax.training.launcher import free_port
@@ -127,29 +127,29 @@ def reference(photo_folder):
     steps_per_epoch = info.num_train_examples / config.batch_size
     learning_rate_fn = optim.create_learning_rate_fn(config, steps_per_epoch, STEPS)
     tx = optim.create_optimizer(config, learning_rate_fn)
-    par = parallel.MeshParallel(jax.devices()[:4])
-    model = trainer.create_model(config, num_classes=info.num_classes, bn_axis_name=par.bn_axis_name)
+    parallel_plan = parallel.MeshParallel(jax.devices()[:4])
+    model = programs.create_model(config, num_classes=info.num_classes, bn_axis_name=parallel_plan.bn_axis_name)
     # On the host: the train step donates the state it is given.
     initial = jax.device_get(create_train_state(model, tx, seed=config.seed, image_size=config.image_size,
                                                 use_ema=True, param_dtype=np.float64))
-    state = par.put_state(initial)
-    train_step = par.compile_train_step(functools.partial(
+    state = parallel_plan.put_state(initial)
+    train_step = parallel_plan.compile_train_step(functools.partial(
         steps.train_step, model=model, tx=tx, learning_rate_fn=learning_rate_fn,
         aux_weight=config.aux_weight, label_smoothing=config.label_smoothing, ema_decay=config.ema_decay))
-    batches = _global_batches(config, par.num_devices)
+    batches = _global_batches(config, parallel_plan.num_devices)
     for _ in range(STEPS):
-        state, _ = train_step(state, par.put_batch(next(batches)))
+        state, _ = train_step(state, parallel_plan.put_batch(next(batches)))
     # Every test example once, read by one process: what the 2 processes' halves must add up to.
     resize = weights_lib.info_from_config(config, info.class_names).resize_size
     eval_metrics = evaluation.evaluate(
-        par.compile_eval_step(functools.partial(steps.eval_step, model=model)), state,
+        parallel_plan.compile_eval_step(functools.partial(steps.eval_step, model=model)), state,
         data.eval_batches(dataset=config.dataset, data_dir=config.data_dir, split=config.eval_split,
                           global_batch_size=config.eval_batch_size, image_size=config.image_size,
                           normalization=config.normalization, resize_size=resize,
-                          num_devices=par.num_devices, process_index=0, process_count=1),
-        par)
-    return {"state": jax.device_get(state), "initial": initial, "eval": eval_metrics, "info": info, "par": par,
-            "train_step": train_step, "next_batch": next(batches)}
+                          num_devices=parallel_plan.num_devices, process_index=0, process_count=1),
+        parallel_plan)
+    return {"state": jax.device_get(state), "initial": initial, "eval": eval_metrics, "info": info,
+            "parallel_plan": parallel_plan, "train_step": train_step, "next_batch": next(batches)}
 
 
 def _leaves(tree):
@@ -240,15 +240,15 @@ def test_a_two_process_checkpoint_resumes_in_one_process(two_process_run, refere
     it runs from the reference's own state (the reference's compiled step, no recompilation)."""
     workdir, _ = two_process_run
     shutil.copytree(workdir / "checkpoints", tmp_path / "checkpoints")
-    par, train_step, batch = reference["par"], reference["train_step"], reference["next_batch"]
+    parallel_plan, train_step, batch = reference["parallel_plan"], reference["train_step"], reference["next_batch"]
     abstract = jax.eval_shape(lambda: reference["state"])
     checkpointer = Checkpointer(str(tmp_path / "checkpoints"), every_steps=1, keep=2)
-    restored = checkpointer.restore_latest(abstract, par.state_sharding(abstract))
+    restored = checkpointer.restore_latest(abstract, parallel_plan.state_sharding(abstract))
     checkpointer.close()
     assert int(restored.step) == STEPS
-    resumed, metrics = jax.device_get(train_step(par.put_state(restored), par.put_batch(batch)))
-    expected, expected_metrics = jax.device_get(train_step(par.put_state(reference["state"]),
-                                                           par.put_batch(batch)))
+    resumed, metrics = jax.device_get(train_step(parallel_plan.put_state(restored), parallel_plan.put_batch(batch)))
+    expected, expected_metrics = jax.device_get(train_step(parallel_plan.put_state(reference["state"]),
+                                                           parallel_plan.put_batch(batch)))
     assert int(resumed.step) == STEPS + 1
     assert float(metrics["loss"]) == pytest.approx(float(expected_metrics["loss"]), rel=1e-9)
     _assert_same_training(resumed, expected, reference["initial"])

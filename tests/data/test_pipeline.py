@@ -13,6 +13,8 @@ from PIL import Image
 
 from googlenet_jax import data
 
+import helpers
+
 MEAN = np.array([123.0, 117.0, 104.0])
 
 
@@ -114,7 +116,7 @@ def test_corrupt_and_truncated_images_are_skipped_with_warnings(tmp_path, caplog
     with caplog.at_level(logging.WARNING):
         info = data.get_dataset_info("image_folder", root, eval_split="train")
         batches = data.train_batches(split="train", data_dir=root, global_batch_size=3, seed=0,
-                                     augment=data.AugmentConfig(), **ARGS)
+                                     augment=helpers.augment_config(), **ARGS)
         for _ in range(5):  # several epochs: never a crash
             assert next(batches)["image"].shape == (3, 8, 8, 3)
     assert info.num_train_examples == 6
@@ -138,7 +140,7 @@ def test_empty_class_folder_is_an_error_naming_it(folder):
 
 def test_global_batch_must_divide_by_processes_and_devices(folder):
     root, _ = folder
-    common = dict(split="train", data_dir=root, seed=0, augment=data.AugmentConfig(), **ARGS)
+    common = dict(split="train", data_dir=root, seed=0, augment=helpers.augment_config(), **ARGS)
     with pytest.raises(ValueError, match="process count 4"):
         next(data.train_batches(global_batch_size=6, process_index=0, process_count=4, **common))
     with pytest.raises(ValueError, match="device count 4"):
@@ -149,14 +151,14 @@ def test_global_batch_must_divide_by_processes_and_devices(folder):
 
 def _train(root, *, seed=0, start_step=0, steps=6, batch=4, **kw):
     it = data.train_batches(split="train", data_dir=root, global_batch_size=batch, seed=seed,
-                            start_step=start_step, augment=kw.pop("augment", data.AugmentConfig()),
+                            start_step=start_step, augment=kw.pop("augment", helpers.augment_config()),
                             **ARGS, **kw)
     return [next(it) for _ in range(steps)]
 
 
 def test_train_stream_is_byte_identical_run_to_run(folder):
     root, _ = folder
-    augment = data.AugmentConfig(photometric=True, random_interpolation=True)
+    augment = helpers.augment_config(photometric=True, random_interpolation=True)
     a, b = _train(root, augment=augment), _train(root, augment=augment)
     for x, y in zip(a, b):
         assert x["image"].tobytes() == y["image"].tobytes()
@@ -167,7 +169,7 @@ def test_train_stream_is_byte_identical_run_to_run(folder):
 
 def test_resume_from_step_equals_uninterrupted_run(folder):
     root, _ = folder
-    augment = data.AugmentConfig(photometric=True)
+    augment = helpers.augment_config(photometric=True)
     full = _train(root, steps=9, augment=augment)  # 10 examples, batch 4: epochs cross mid-batch
     for start in (1, 2, 3, 5, 7):
         resumed = _train(root, start_step=start, steps=2, augment=augment)
@@ -202,7 +204,7 @@ def test_without_inception_crop_the_whole_image_is_resized(tmp_path):
     os.makedirs(f"{root}/train/x")
     Image.fromarray(left).save(f"{root}/train/x/a.png")
     it = data.train_batches(split="train", data_dir=root, global_batch_size=1, seed=0,
-                            augment=data.AugmentConfig(inception_crop=False, flip=False), **ARGS)
+                            augment=helpers.augment_config(inception_crop=False, flip=False), **ARGS)
     image = next(it)["image"][0] + MEAN
     assert image.shape == (8, 8, 3)
     np.testing.assert_allclose(image[:, :3], 0, atol=1)
@@ -260,7 +262,7 @@ def test_the_augment_configs_area_and_aspect_ranges_bound_the_train_crop(tmp_pat
     ramp = np.stack([16 * cols, 32 * rows, np.full_like(rows, 7)], axis=-1).astype(np.uint8)
     os.makedirs(f"{root}/train/x")
     Image.fromarray(ramp).save(f"{root}/train/x/a.png")
-    augment = data.AugmentConfig(min_area=1.0, max_area=1.0, min_aspect=2.0, max_aspect=2.0, flip=False)
+    augment = helpers.augment_config(min_area=1.0, max_area=1.0, min_aspect=2.0, max_aspect=2.0, flip=False)
     it = data.train_batches(split="train", data_dir=root, global_batch_size=4, seed=0, augment=augment, **ARGS)
     images = next(it)["image"] + MEAN  # 4 stream positions, 4 crop seeds
     # The whole 8x16 image to 8x8 by bilinear with half-pixel centres: output column i samples

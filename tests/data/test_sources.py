@@ -8,6 +8,8 @@ from sklearn.datasets import load_digits
 
 from googlenet_jax import data
 
+import helpers
+
 
 @pytest.fixture(scope="module")
 def digits_dir(digits_data_dir):
@@ -50,7 +52,7 @@ def test_digits_images_are_the_scikit_learn_scans_as_uint8_rgb(digits_dir):
 def test_digits_train_batches_shapes_and_values(digits_dir):
     it = data.train_batches(dataset="sklearn_digits", data_dir=digits_dir, split="train",
                             global_batch_size=16, image_size=32, normalization="torchvision",
-                            seed=0, augment=data.AugmentConfig(), cache=True)
+                            seed=0, augment=helpers.augment_config(), cache=True)
     b = next(it)
     assert b["image"].shape == (16, 32, 32, 3) and b["image"].dtype == np.float32
     assert b["label"].dtype == np.int32 and set(b["label"]) <= set(range(10))
@@ -93,7 +95,7 @@ def test_digits_multi_process_train_parts_are_disjoint(digits_dir):
     for p in range(2):
         it = data.train_batches(dataset="sklearn_digits", data_dir=digits_dir, split="train",
                                 global_batch_size=8, image_size=8, normalization="paper", seed=0,
-                                augment=data.AugmentConfig(inception_crop=False, flip=False),
+                                augment=helpers.augment_config(inception_crop=False, flip=False),
                                 process_index=p, process_count=2, shuffle_buffer=1)
         firsts.append(next(it))
         assert firsts[-1]["image"].shape == (4, 8, 8, 3)
@@ -135,7 +137,7 @@ def test_imagenet_through_generic_tfds_path(mock_imagenet):
     assert info.num_classes == 1000 and len(info.class_names) == 1000
     it = data.train_batches(dataset="imagenet2012", data_dir=mock_imagenet, split="train",
                             global_batch_size=4, image_size=16, normalization="torchvision",
-                            seed=0, augment=data.AugmentConfig(photometric=True))
+                            seed=0, augment=helpers.augment_config(photometric=True))
     b = next(it)
     assert b["image"].shape == (4, 16, 16, 3) and b["label"].dtype == np.int32
     batches = list(data.eval_batches(dataset="imagenet2012", data_dir=mock_imagenet,

@@ -195,7 +195,7 @@ def test_use_average_false_serves_a_workdirs_raw_parameters(tmp_path):
     average; by default the average."""
     from flax import traverse_util
 
-    from configs import demo
+    from googlenet_jax.configs import demo
     from googlenet_jax.training import checkpointing
     from googlenet_jax.training.train_state import TrainState
 

@@ -16,7 +16,7 @@ import torchvision
 from torch.utils.flop_counter import FlopCounterMode
 
 from googlenet_jax import GoogLeNet
-from googlenet_jax import summary as summary_lib
+from googlenet_jax.commands import summary as summary_command
 from googlenet_jax.model import convolution, table1
 from googlenet_jax.parity.caffe_torch import CaffeGoogLeNet
 
@@ -283,7 +283,7 @@ def test_command_bad_argument_is_one_line_without_traceback():
 def test_bad_arguments_end_with_one_error_line(args, message, tmp_path, capsys):
     args = [arg.format(missing=tmp_path / "missing") for arg in args]
     try:
-        code = summary_lib.main(args)
+        code = summary_command.main(args)
     except SystemExit as exit:  # argparse's own errors
         code = exit.code
     captured = capsys.readouterr()
@@ -294,7 +294,7 @@ def test_bad_arguments_end_with_one_error_line(args, message, tmp_path, capsys):
 
 def test_help_says_what_is_counted(capsys):
     with pytest.raises(SystemExit) as exit:
-        summary_lib.main(["--help"])
+        summary_command.main(["--help"])
     assert exit.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
     assert "--image_size" in text and "convolutions and linear layers only" in text

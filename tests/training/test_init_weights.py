@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from googlenet_jax import convert
+from googlenet_jax.commands import convert
 from googlenet_jax.model.network import GoogLeNet
 from googlenet_jax.training import init_weights, optim
 from googlenet_jax.training.train_state import create_train_state

@@ -21,7 +21,8 @@ import pytest
 
 pytest.importorskip("libtpu", reason="libtpu (requirements-dev.txt) compiles for TPUs; Linux x86-64 only")
 
-from googlenet_jax import GoogLeNet, aot, cli, parallel  # noqa: E402
+from googlenet_jax import GoogLeNet, parallel  # noqa: E402
+from googlenet_jax.commands import aot, common  # noqa: E402
 from googlenet_jax.model import ComputeForms  # noqa: E402
 from googlenet_jax.training import programs, steps, tpu_compile  # noqa: E402
 
@@ -34,7 +35,7 @@ NUM_CLASSES = 10  # configs/demo.py's
 
 
 def small_config(dtype: str, variant: str):
-    return cli.load_config(str(REPO / "configs" / "demo.py"),
+    return common.load_config(str(REPO / "configs" / "demo.py"),
                            [*SMALL, f"--config.model.dtype={dtype}", f"--config.model.variant={variant}"], "aot")
 
 
@@ -136,34 +137,6 @@ def test_xla_estimate_is_reported_only_without_uncosted_custom_calls():
     assert tpu_compile.xla_estimate({"optimal_seconds": 0.00168}, costed) == (0.00168, None)
     seconds, note = tpu_compile.xla_estimate({"optimal_seconds": -0.9986}, HLO)  # one ConcatBitcast
     assert seconds is None and "1 ConcatBitcast" in note and "0.0014 s with them added back" in note
-
-
-@pytest.mark.parametrize("fixed, per_image, padding, start", [
-    (3e9, 20e6, 1, 128),  # linear: exact, searching upwards
-    (3e9, 20e6, 1, 4096),  # linear: exact, searching downwards
-    (1e9, 7.3e6, 8, 8),  # in steps of 8 images, as TPU pads the batch
-    (0.5e9, 55e6, 16, 1024),
-    (17e9, 1e6, 1, 64),  # nothing fits
-])
-def test_max_batch_search_finds_the_largest_fitting_batch_in_few_compiles(fixed, per_image, padding, start):
-    capacity = 16 * 2**30
-    measured = []
-
-    def total(batch):
-        return int(fixed + per_image * -(-batch // padding) * padding)
-
-    def measure(batch):
-        measured.append(batch)
-        return total(batch), total(batch) <= capacity
-
-    best, fails, _ = aot.largest_fitting(measure, start, total(start), total(start) <= capacity, capacity)
-    truth = max((b for b in range(1, 20000) if total(b) <= capacity), default=0)
-    assert len(measured) <= aot.MAX_BATCH_COMPILES, measured
-    assert best <= truth and (fails is None or fails > truth), (best, fails, truth)
-    if padding == 1:
-        assert (best, fails) == (truth, truth + 1), (best, fails, truth, measured)
-    else:  # within 10% (a step or two of the padding) after four compiles
-        assert best >= 0.9 * truth, (best, truth, measured)
 
 
 @pytest.mark.slow  # bf16_train

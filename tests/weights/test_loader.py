@@ -8,7 +8,7 @@ import torch
 from flax import traverse_util
 
 import googlenet_jax
-from googlenet_jax import convert
+from googlenet_jax.commands import convert
 from googlenet_jax.training import checkpointing
 from googlenet_jax.training.train_state import TrainState
 from googlenet_jax.weights import WeightsError, files, torch_layout
@@ -71,8 +71,7 @@ def test_converted_orbax_checkpoint_carries_its_model_info(tmp_path, torchvision
 def _write_workdir(root, *, ema: bool):
     """A workdir as train.py leaves it, written through the trainer's own Checkpointer, with
     raw and averaged parameters that differ."""
-    from configs import demo
-    from googlenet_jax.training import trainer
+    from googlenet_jax.configs import demo
 
     config = demo.get_config()
     config.ema_decay = 0.9 if ema else 0.0
@@ -84,7 +83,7 @@ def _write_workdir(root, *, ema: bool):
     state = TrainState(step=np.int32(7), params=variables["params"], batch_stats=variables["batch_stats"],
                        opt_state={}, ema_params=traverse_util.unflatten_dict(averaged) if ema else {},
                        rng=np.zeros(2, np.uint32))
-    saver = checkpointing.Checkpointer(root / trainer.CHECKPOINT_DIR, every_steps=1, keep=3)
+    saver = checkpointing.Checkpointer(root / files.CHECKPOINT_DIR, every_steps=1, keep=3)
     saver.save(7, state)
     saver.wait()
     saver.close()

@@ -15,7 +15,7 @@ cut the strokes at the border and cost a point or more of accuracy. The torchvis
 """
 import ml_collections
 
-from configs import default
+from googlenet_jax.configs import default
 
 
 def get_config() -> ml_collections.ConfigDict:

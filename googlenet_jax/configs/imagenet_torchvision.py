@@ -39,7 +39,7 @@ configs/tpu_pod.py for speed.
 """
 import ml_collections
 
-from configs import default
+from googlenet_jax.configs import default
 
 
 def get_config() -> ml_collections.ConfigDict:

@@ -11,7 +11,7 @@ here; the learning rate scales with it in code.
 """
 import ml_collections
 
-from configs import imagenet_torchvision
+from googlenet_jax.configs import imagenet_torchvision
 
 
 def get_config() -> ml_collections.ConfigDict:

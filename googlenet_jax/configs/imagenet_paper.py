@@ -16,7 +16,7 @@ with this recipe gives 68.7% top-1 / 88.9% top-5 with one center crop, and the p
 """
 import ml_collections
 
-from configs import default
+from googlenet_jax.configs import default
 
 
 def get_config() -> ml_collections.ConfigDict:

@@ -19,7 +19,7 @@ configs/tpu_pod_lars.py.
 """
 import ml_collections
 
-from configs import imagenet_torchvision
+from googlenet_jax.configs import imagenet_torchvision
 
 
 def get_config() -> ml_collections.ConfigDict:

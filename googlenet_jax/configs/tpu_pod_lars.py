@@ -18,7 +18,7 @@ and 56 epochs (override with --config.batch_size=16384 --config.optimizer.learni
 """
 import ml_collections
 
-from configs import tpu_pod
+from googlenet_jax.configs import tpu_pod
 
 
 def get_config() -> ml_collections.ConfigDict:
