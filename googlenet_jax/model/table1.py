@@ -38,6 +38,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from googlenet_jax.errors import first_line
 from googlenet_jax.model import architecture as arch
 from googlenet_jax.model import network
 
@@ -234,7 +235,7 @@ def summarize(variant: str = "torchvision", image_size: int = 224, num_classes: 
         params_with_aux = _size(_trace(net.clone(aux_logits=True), image_size).params)
     except ValueError as error:  # the paper variant's aux heads exist only for 224-like inputs
         params_with_aux = None
-        notes.append(f"params_with_aux is null: {str(error).splitlines()[0]}")
+        notes.append(f"params_with_aux is null: {first_line(error)}")
     summary = {"variant": variant, "inception_block": net.inception_block, "image_size": image_size,
                "num_classes": num_classes, "layers": rows,
                "params": params, "params_with_aux": params_with_aux,

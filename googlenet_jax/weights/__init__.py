@@ -4,6 +4,7 @@
     ModelInfo                                           metadata that travels with the weights (info.py)
     class_names                                         ImageNet names shipped with the package
     torch_layout                                        torchvision-layout state_dict <-> variables
+    conversion                                          .pth <-> orbax checkpoint files (`convert`)
     files                                               orbax checkpoints and the workdir layout
     paths                                               local paths and gs:// URLs alike
     trees                                               the one tree comparison

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from googlenet_jax.errors import first_line
 from googlenet_jax.model import architecture as arch
 from googlenet_jax.model import network
 from googlenet_jax.weights import files, paths, torch_layout, trees
@@ -38,11 +39,6 @@ class LoadedModel(NamedTuple):
     model: network.GoogLeNet
     variables: dict
     info: ModelInfo
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:200] if text else ""
 
 
 def _load_pth(path: str) -> tuple[dict, ModelInfo]:
@@ -78,7 +74,7 @@ def _load_workdir(workdir: str, step: int | None, use_average: bool) -> tuple[di
         state = files.restore_as_numpy(os.path.join(step_dir, files.ITEM_DIR))
     except Exception as error:  # orbax raises many types for a damaged checkpoint
         raise WeightsError(f"{step_dir}: checkpoint cannot be read "
-                           f"({type(error).__name__}: {_first_line(error)})") from None
+                           f"({type(error).__name__}: {first_line(error, 200)})") from None
     if not isinstance(state, Mapping) or "params" not in state:
         raise WeightsError(f"{step_dir}: not a train.py checkpoint (no params)")
     averaged = use_average and bool(state.get("ema_params"))
@@ -124,7 +120,7 @@ def _read_source(path: str, use_average: bool) -> tuple[dict, ModelInfo, str]:
     try:
         found, is_file = paths.exists(path), paths.isfile(path)
     except OSError as error:  # a bucket that cannot be read; the message names the path
-        raise WeightsError(_first_line(error)) from None
+        raise WeightsError(first_line(error, 200)) from None
     if not found:
         raise WeightsError(f"{path}: no such file or directory; expected {SOURCES_HELP}")
     if is_file:
@@ -161,7 +157,7 @@ def build_model(info: ModelInfo, path: str, dtype: Any = jnp.float32) -> network
         model = network.GoogLeNet(num_classes=info.num_classes, **fields)
         model.backbone()  # an unknown variant or block
     except (TypeError, ValueError) as error:
-        raise WeightsError(f"{path}: model_info.json's model does not build: {_first_line(error)}") from None
+        raise WeightsError(f"{path}: model_info.json's model does not build: {first_line(error, 200)}") from None
     return model
 
 

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from googlenet_jax.errors import first_line
 from googlenet_jax.model import architecture as arch
 from googlenet_jax.model import network
 from googlenet_jax.weights import paths, trees
@@ -113,7 +114,8 @@ def _to_torch_layout(array: np.ndarray, kind: str) -> np.ndarray:
     return array
 
 
-def _torch_shape(flax_shape: tuple, kind: str) -> tuple:
+def torch_shape(flax_shape: tuple, kind: str) -> tuple:
+    """The shape an array of our layout has in torch's."""
     return _to_torch_layout(np.empty(flax_shape, np.uint8), kind).shape
 
 
@@ -160,7 +162,7 @@ def torchvision_to_flax(state_dict: Mapping[str, Any], *, variant: str = "torchv
                          f"expected num_classes={num_classes}")
     aux = any(k.startswith(("aux1.", "aux2.")) for k in keys)
     shapes = variable_shapes(variant, aux, classes)
-    expected = {torch_key: _torch_shape(shapes[name], kind) for torch_key, name, kind in entries(variant, aux)}
+    expected = {torch_key: torch_shape(shapes[name], kind) for torch_key, name, kind in entries(variant, aux)}
     given = {k: tuple(np.shape(v)) for k, v in state_dict.items() if not k.endswith(".num_batches_tracked")}
     difference = trees.shape_difference(expected, given)
     if difference:
@@ -229,7 +231,7 @@ def load_torch_state_dict(path: str) -> dict:
             path_or_buffer = path
         loaded = torch.load(path_or_buffer, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for a bad file
-        first = str(error).strip().splitlines()[0].split(". ")[0] if str(error).strip() else ""
+        first = first_line(error).split(". ")[0]
         raise ValueError(f"{path}: not a readable PyTorch file ({type(error).__name__}: {first})") from None
     for key in ("state_dict", "model"):
         if isinstance(loaded, Mapping) and isinstance(loaded.get(key), Mapping):
