@@ -25,7 +25,7 @@ ALLOWED = {
     "inference": {"inference", "model", "weights", "data", "parallel"},
     "training": {"training", "model", "weights", "data", "parallel", "console", "evaluation"},
 }
-COMMANDS = ("predict", "evaluate", "export", "summary", "convert", "launch", "parity/command")
+COMMANDS = ("predict", "evaluate", "export", "summary", "convert", "launch", "commands/parity")
 TORCH_ALLOWED = ("parity", "weights/torch_layout")  # the reference models; reading/writing .pth files
 
 
