@@ -59,23 +59,29 @@ def load(weights: str | None, *, variant: str | None = None, transform_input: bo
             variables = torch_layout.torchvision_to_flax(_numpy(state_dict, dtype), variant=variant)
         except ValueError as error:
             raise UsageError(f"{weights}: {error}") from None
-        transform_input = variant == "torchvision" if transform_input is None else transform_input
+        transform_input = _transform_input(variant, transform_input)
         torch_net = references.from_state_dict(state_dict, variant, transform_input=transform_input)
         described = weights
     else:
         variant = variant or "torchvision"
-        transform_input = variant == "torchvision" if transform_input is None else transform_input
+        transform_input = _transform_input(variant, transform_input)
         torch_net = references.build(variant, num_classes=num_classes, transform_input=transform_input,
                                      seed=seed)
         statistics = ", randomised BatchNorm statistics" if variant == "torchvision" else ""
         described = f"random (He-scaled{statistics}, seed {seed})"
         variables = torch_layout.torchvision_to_flax(_numpy(torch_net.state_dict(), dtype), variant=variant)
-    if transform_input and variant != "torchvision":
-        raise UsageError("--transform_input on is a torchvision option; the paper variant has none")
     params = variables["params"]
     ours = GoogLeNet(num_classes=int(params["fc"]["kernel"].shape[-1]), variant=variant,
                      aux_logits="aux1" in params, transform_input=transform_input)
     return ModelPair(ours, variables, torch_net, variant, described)
+
+
+def _transform_input(variant: str, transform_input: bool | None) -> bool:
+    if transform_input is None:
+        return variant == "torchvision"
+    if transform_input and variant != "torchvision":
+        raise UsageError("--transform_input on is a torchvision option; the paper variant has none")
+    return transform_input
 
 
 def _numpy(state_dict, dtype) -> dict[str, np.ndarray]:
