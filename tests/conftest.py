@@ -58,7 +58,7 @@ SHARED_RUNS = {
 # The longest scopes, longest first (measured on 2 cores, about 2 to 7 minutes each): handed out
 # before the rest, so that neither worker ends the session alone on one of them.
 LONGEST_FIRST = ("finetuned_workdir", "digits_reference", "tests/training/test_learning.py",
-                 "tests/parity/test_train_tool.py", "tests/commands/test_launch.py")
+                 "tests/parity/test_replay.py", "tests/commands/test_launch.py")
 
 
 class FileScheduling(LoadScopeScheduling):

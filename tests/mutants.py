@@ -37,7 +37,7 @@ STEPS = "tests/training/test_steps.py"
 EVALUATION = "tests/test_evaluation.py"
 LOSSES = "tests/model/test_losses.py"
 OPTIM = "tests/training/test_optim.py"
-PARITY_TRAINING = "tests/parity/test_train_tool.py"
+PARITY_TRAINING = "tests/parity/test_replay.py"
 SIGNALS = "tests/commands/test_train_signals.py"
 MULTIPROCESS = "tests/commands/test_launch.py"
 

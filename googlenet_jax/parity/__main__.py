@@ -1,6 +1,6 @@
-"""`python -m googlenet_jax.parity`: see googlenet_jax/parity/command.py."""
+"""`python -m googlenet_jax.parity`: see googlenet_jax/commands/parity.py."""
 import sys
 
-from googlenet_jax.parity.command import main
+from googlenet_jax.commands.parity import main
 
 sys.exit(main())

@@ -17,9 +17,9 @@ import torch
 
 from googlenet_jax import GoogLeNet, parity
 
-# The function, from its module: once googlenet_jax.parity.compare (the module) is imported, for
-# example by parity.tool, the package attribute `parity.compare` is that module.
-from googlenet_jax.parity.compare import compare
+# The public name: no module of the parity package is called `compare`, so `parity.compare` is
+# always the function (see test_the_package_attribute_compare_is_always_the_function).
+from googlenet_jax.parity import compare
 from googlenet_jax.weights.torch_layout import torchvision_to_flax
 
 import helpers
@@ -135,6 +135,12 @@ def test_a_flax_stage_that_does_not_exist_is_a_clear_error(models, inputs):
                                          r"did you mean .*inception4a"):
         compare(module, variables, net, inputs,
                        stages={"conv1": "conv1", "inception4x": "inception4a"})
+
+
+def test_the_package_attribute_compare_is_always_the_function():
+    import googlenet_jax.parity.layers.run  # noqa: F401  (the command's runner imports compare's module)
+
+    assert parity.compare is compare and callable(parity.compare)
 
 
 # ----------------------------------------------------------------------------- the command

@@ -4,7 +4,7 @@ mapped to its torch counterpart, and a one-line refusal for a field it cannot ma
     recipe = torch_recipe(config, learning_rates, decayed)   # TorchRecipe
     check_mappable(config)                                   # raises UsageError
 
-Imports neither torch nor JAX: the mapping is data, read by googlenet_jax/parity/train_torch.py
+Imports neither torch nor JAX: the mapping is data, read by replay/torch_loop.py
 and printed in the report and docs/parity.md.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Sequence
 
-from googlenet_jax.cli import UsageError
+from googlenet_jax.commands.common import UsageError
 
 # Every config field the training comparison reads, and what stands for it on the torch side.
 FIELD_MAP = {
@@ -50,7 +50,7 @@ UNMAPPABLE = {"freeze_up_to": ("", "frozen stages (freeze_up_to) have no counter
 
 @dataclasses.dataclass(frozen=True)
 class TorchRecipe:
-    """What the torch loop does at each step (train_torch.train reads only this)."""
+    """What the torch loop does at each step (torch_loop.train reads only this)."""
 
     learning_rates: tuple[float, ...]  # per step, the values our step applied
     optimizer: str  # "sgd" or "lars"

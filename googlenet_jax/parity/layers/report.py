@@ -1,4 +1,5 @@
-"""The parity report: one row per compared tensor, the table the command prints, its JSON."""
+"""The layer-by-layer report: one row per compared tensor, the header and table the command
+prints, its JSON. The training replay's report (replay/report.py) extends ParityReport."""
 from __future__ import annotations
 
 import dataclasses
@@ -7,13 +8,9 @@ from typing import ClassVar
 
 import numpy as np
 
-# Relative error allowed per row: about ten times the largest rounding error measured on
-# correct models (random He-scaled weights, batch 2; docs/parity.md). float32 eval: up to
-# 1.2e-6 per stage. float32 train: BatchNorm's batch statistics amplify rounding with depth,
-# up to 4e-5 at 224x224 and 1e-4 at 64x64 (2x2 maps in 5a/5b); running statistics up to 2e-5.
-# float32 gradients: rounding alone moves whole tensors by up to 3.5e-2 (2.5e-2 on the CPU), so
-# only a gross error fails there. float64: up to 6e-12 (gradients at 64x64). The same levels were
-# measured with ours on a GPU.
+# Relative error allowed per row: about ten times the largest rounding error measured on correct
+# models, by dtype and mode (the measurements: docs/parity.md, "Tolerances"). float32 gradients
+# move by rounding alone, so there only a gross error fails; float64 is the exact verdict.
 TOLERANCES = {
     "float32": {"eval": 1e-5, "train": 1e-3, "running statistic": 1e-4, "loss": 1e-3, "gradient": 1e-1},
     "float64": {"eval": 1e-9, "train": 1e-9, "running statistic": 1e-9, "loss": 1e-9, "gradient": 1e-9},
@@ -137,3 +134,11 @@ def _squeezed(shape) -> tuple:
     return tuple(d for d in shape if d != 1)
 
 
+def header(report: ParityReport) -> str:
+    """The lines above the table: the variant and reference, the weights, the inputs."""
+    s = report.settings
+    return "\n".join([
+        f"GoogLeNet parity, {s['variant']} variant: ours (Flax) against {s['reference']}",
+        f"weights: {s['weights']}",
+        f"inputs: {s['inputs']}; transform_input {'on' if s['transform_input'] else 'off'}",
+    ])

@@ -15,8 +15,10 @@ import pytest
 import torch
 import torchvision
 
+from googlenet_jax.commands import parity as command
 from googlenet_jax.model.network import ConvBlock
-from googlenet_jax.parity import command, train_report, train_tool
+from googlenet_jax.parity.replay import report as replay_report
+from googlenet_jax.parity.replay import run as replay_run
 from googlenet_jax.weights import torch_layout
 
 import helpers
@@ -42,7 +44,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def our_side():
     """Our 20 float64 steps, once (its compile dominates): every test below trains only torch."""
-    return train_tool.train_our_side(command.parse_args(FLOAT64_RUN))
+    return replay_run.train_our_side(command.parse_args(FLOAT64_RUN))
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +52,7 @@ def our_first_steps(our_side):
     """The first 3 of those steps, on the 20-step run's schedule: the same program, so its compile
     comes from the session's cache (about 10 s), and each edited recipe below replays 3 torch steps
     instead of 20 (about 10 s instead of 25). Every planted difference shows by step 2."""
-    return train_tool.train_our_side(command.parse_args(EDITED_RUN))
+    return replay_run.train_our_side(command.parse_args(EDITED_RUN))
 
 
 @pytest.fixture(scope="module")
@@ -58,14 +60,14 @@ def float64_run(our_side, tmp_path_factory):
     """(report JSON, paths) of the unedited comparison, written as the command writes them."""
     out = tmp_path_factory.mktemp("train_parity")
     paths = {"npz": out / "run.npz", "png": out / "loss.png"}
-    report = train_tool.compare(our_side)
-    train_report.save_run(report, str(paths["npz"]))
-    train_report.plot(report, str(paths["png"]))
+    report = replay_run.compare(our_side)
+    replay_report.save_run(report, str(paths["npz"]))
+    replay_report.plot(report, str(paths["png"]))
     return json.loads(json.dumps(report.to_json())), paths
 
 
 def edited(side, edit):
-    return train_tool.compare(side, edit_recipe=edit)
+    return replay_run.compare(side, edit_recipe=edit)
 
 
 @pytest.mark.slow
@@ -254,7 +256,7 @@ def test_weight_decay_params_pick_the_tensors_torchvisions_reference_flags_pick(
     BatchNorm weight or bias), "kernels" the tensors of rank > 1."""
     net = helpers.torch_reference("torchvision", aux_logits=True, seed=0)
     variables = torch_layout.torchvision_to_flax(helpers.state_dict_numpy(net), variant="torchvision")
-    names = train_tool._names(variables)
+    names = replay_run._names(variables)
     torch_params = dict(net.named_parameters())
     assert set(names["all"]) == set(torch_params)
     assert set(names["all_but_batchnorm"]) == {n for n, p in torch_params.items()

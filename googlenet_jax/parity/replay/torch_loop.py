@@ -5,7 +5,7 @@
 
 Nothing here is derived from our code: torch.optim.SGD, torch's BatchNorm and CrossEntropyLoss
 do the work, and what torch lacks (LARS, our clipping and Polyak formulas, Flax's running
-variance) is written out below in a few lines each, as FIELD_MAP in train_recipe.py says.
+variance) is written out below in a few lines each, as FIELD_MAP in replay/recipe.py says.
 """
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import dataclasses
 import numpy as np
 import torch
 
-from googlenet_jax.parity import torch_side
-from googlenet_jax.parity.train_recipe import TorchRecipe
+from googlenet_jax.parity import models
+from googlenet_jax.parity.replay.recipe import TorchRecipe
 
 
 @dataclasses.dataclass
@@ -36,7 +36,7 @@ def train(torch_module: torch.nn.Module, recipe: TorchRecipe, images: np.ndarray
     images: (steps, B, H, W, 3) NHWC, fed as NCHW; labels: (steps, B) ints. `lr_scale`
     multiplies every learning rate (the last-bit perturbation of the drift baseline).
     """
-    net = torch_side.prepared(torch_module, dtype, train=True)  # dropout off
+    net = models.torch_copy(torch_module, dtype, train=True)  # dropout off
     params = dict(net.named_parameters())
     flax_rule = _FlaxRunningVariance(net) if recipe.bn_running_var == "biased" else None
     optimizer = _optimizer(params, recipe) if recipe.optimizer == "sgd" else None
@@ -46,7 +46,7 @@ def train(torch_module: torch.nn.Module, recipe: TorchRecipe, images: np.ndarray
     losses, first_update = [], None
     try:
         for step, (x, y) in enumerate(zip(images, labels)):
-            main, aux1, aux2 = _heads(net(torch_side.to_nchw(x, dtype)))
+            main, aux1, aux2 = _heads(net(models.to_nchw(x, dtype)))
             target = torch.from_numpy(np.asarray(y, np.int64))
             loss = criterion(main, target)
             for aux in (aux1, aux2):  # ours adds them in this order

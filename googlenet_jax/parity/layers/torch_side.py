@@ -1,10 +1,9 @@
 """The torch side of a parity comparison: hooks on the reference's modules, its step, its rows.
 
-Imports torch; only the parity package imports this module.
+Imports torch. The torch model comes from models.torch_copy, its inputs through models.to_nchw.
 """
 from __future__ import annotations
 
-import copy
 import difflib
 import functools
 import math
@@ -13,7 +12,8 @@ from typing import Mapping
 import numpy as np
 import torch
 
-from googlenet_jax.parity.report import Row, compare_arrays
+from googlenet_jax.parity.layers.report import Row, compare_arrays
+from googlenet_jax.parity.models import to_nchw
 
 
 def check_names(torch_module, stages: Mapping[str, str]) -> None:
@@ -55,23 +55,6 @@ def _record_batch_norm_inputs(torch_module):
             old_vars[name] = module.running_var.detach().clone()
             handles.append(module.register_forward_hook(functools.partial(hook, name=name)))
     return inputs, old_vars, handles
-
-
-def prepared(torch_module, dtype: str, train: bool):
-    """A copy in the comparison's dtype and mode, dropout off in train mode (the caller's
-    module, its running statistics included, stays untouched)."""
-    net = copy.deepcopy(torch_module)
-    net = net.double() if dtype == "float64" else net.float()
-    net.train(train)
-    if train:
-        for module in net.modules():
-            if isinstance(module, torch.nn.Dropout):
-                module.p = 0.0
-    return net
-
-
-def to_nchw(inputs: np.ndarray, dtype: str):
-    return torch.from_numpy(np.ascontiguousarray(np.asarray(inputs, dtype).transpose(0, 3, 1, 2)))
 
 
 def _as_nhwc(tensor) -> np.ndarray:

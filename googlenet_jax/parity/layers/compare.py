@@ -25,14 +25,16 @@ import numpy as np
 import torch
 
 from googlenet_jax.model import architecture
-from googlenet_jax.parity import flax_side, torch_side
-from googlenet_jax.parity.report import TOLERANCES, ParityReport, Row, compare_arrays
+from googlenet_jax.parity import models
+from googlenet_jax.parity.layers import flax_side, torch_side
+from googlenet_jax.parity.layers.report import TOLERANCES, ParityReport, Row, compare_arrays
 from googlenet_jax.weights import torch_layout
 
 AUX_WEIGHT = 0.3  # the paper's weight of each auxiliary loss (the configs' aux_weight)
 LABELS_SEED = 0
 # Our convolutions and matmuls at full float32 precision: GPUs would otherwise use TF32 by
-# default, about 1e-3 off, while the torch reference runs on the CPU in full float32.
+# default, far off the torch reference, which runs on the CPU in full float32 (how far:
+# docs/parity.md, "Tolerances").
 MATMUL_PRECISION = "highest"
 
 # Where the references' module names differ from our stage names.
@@ -121,11 +123,11 @@ def compare(flax_module, variables: Mapping[str, Any], torch_module, inputs: np.
         labels = _default_labels(torch_module, stages, loss_stages[0], len(inputs))
 
     # Ours first: our model's own errors (an input too small for a head) are the clearer ones.
-    with flax_side.precision(dtype), jax.default_matmul_precision(MATMUL_PRECISION):
-        module, cast = flax_side.ready(flax_module, dtype, train), flax_side.cast_tree(variables, dtype)
+    with models.precision(dtype), jax.default_matmul_precision(MATMUL_PRECISION):
+        module, cast = flax_side.ready(flax_module, dtype, train), models.cast_tree(variables, dtype)
         ours = flax_side.run(module, cast, inputs, stages, train=train, grads=grads, labels=labels,
                              aux_weight=aux_weight, loss_stages=loss_stages, dtype=dtype)
-    net = torch_side.prepared(torch_module, dtype, train)
+    net = models.torch_copy(torch_module, dtype, train)
     with torch.set_grad_enabled(grads):
         theirs = torch_side.run(net, inputs, stages, train, grads, labels, aux_weight, loss_stages, dtype)
 

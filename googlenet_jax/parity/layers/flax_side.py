@@ -6,7 +6,6 @@ takes the same argument (GoogLeNet's subclasses inherit it) and may list its nam
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import difflib
 import functools
@@ -17,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from googlenet_jax.model import losses
+from googlenet_jax.parity.models import jnp_dtype
 
 DROPOUT_FIELDS = ("dropout_rate", "aux_dropout_rate")
 
@@ -42,20 +42,6 @@ def check_names(module, paths: Sequence[str]) -> None:
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             raise ValueError(f"stage {path!r}: the Flax model has no stage {path!r}{hint} "
                              f"(its stages: {', '.join(n for n in known if '/' not in n)})")
-
-
-def cast_tree(tree, dtype: str):
-    return jax.tree.map(lambda a: np.asarray(a, dtype) if np.issubdtype(np.asarray(a).dtype, np.floating)
-                        else np.asarray(a), tree)
-
-
-def jnp_dtype(dtype: str):
-    return jnp.float64 if dtype == "float64" else jnp.float32
-
-
-def precision(dtype: str):
-    """jax's float64 mode for float64 comparisons."""
-    return jax.enable_x64(True) if dtype == "float64" else contextlib.nullcontext()
 
 
 def _apply(module, variables, x, paths, train):
@@ -88,7 +74,7 @@ def run(module, variables: Mapping[str, Any], inputs: np.ndarray, stages: Sequen
         grads: bool, labels, aux_weight: float, loss_stages: Sequence[str], dtype: str) -> dict:
     """Our stage outputs (numpy), new batch_stats, and with grads the loss and gradients.
 
-    Call inside `precision(dtype)`; `module` from `ready`, `variables` from `cast_tree`."""
+    Call inside `models.precision(dtype)`; `module` from `ready`, `variables` from `models.cast_tree`."""
     check_names(module, stages)
     x = jnp.asarray(inputs, jnp_dtype(dtype))
     static = {"module": module, "paths": tuple(stages), "train": train}

@@ -17,7 +17,7 @@ import numpy as np
 import optax
 
 from googlenet_jax import parallel
-from googlenet_jax.parity import flax_side
+from googlenet_jax.parity import models
 from googlenet_jax.training import programs
 from googlenet_jax.training.train_state import TrainState
 
@@ -48,13 +48,13 @@ def parity_config(config: ml_collections.ConfigDict, *, batch_size: int, image_s
 def train(config: ml_collections.ConfigDict, variables: dict[str, Any], images: np.ndarray, labels: np.ndarray,
           *, steps_per_epoch: float) -> OurRun:
     """len(images) steps of `config` (from parity_config) from `variables`; call inside
-    flax_side.precision(config.model.dtype)."""
+    models.precision(config.model.dtype)."""
     dtype = config.model.dtype
     steps = len(images)
     par = parallel.MeshParallel([jax.devices()[0]])
     progs = programs.build(config, par, num_classes=config.num_classes, steps_per_epoch=steps_per_epoch,
                            train_steps=steps)
-    variables = flax_side.cast_tree(variables, dtype)
+    variables = models.cast_tree(variables, dtype)
     params = jax.tree.map(jnp.asarray, variables["params"])
     state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
                        batch_stats=jax.tree.map(jnp.asarray, variables.get("batch_stats", {})),
