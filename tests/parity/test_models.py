@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from googlenet_jax.cli import UsageError
+from googlenet_jax.commands.common import UsageError
 from googlenet_jax.model import architecture
 from googlenet_jax.parity import models
 from googlenet_jax.weights import torch_layout
