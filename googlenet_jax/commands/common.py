@@ -17,8 +17,9 @@ from typing import Callable, Sequence
 from googlenet_jax.errors import first_line
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
-WEIGHTS_EPILOG = ("PATH: a torchvision googlenet .pth, a training workdir (or its checkpoints/<step> "
-                  "folder), or an orbax checkpoint from `python -m googlenet_jax.convert to-flax`.")
+WEIGHTS_EPILOG = ("PATH: a torchvision googlenet .pth, BVLC's bvlc_googlenet.caffemodel, a training workdir "
+                  "(or its checkpoints/<step> folder), or an orbax checkpoint from "
+                  "`python -m googlenet_jax.convert to-flax`.")
 
 
 class UsageError(ValueError):

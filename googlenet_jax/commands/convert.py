@@ -2,6 +2,8 @@
 
     python -m googlenet_jax.convert to-flax MODEL.pth CHECKPOINT_DIR [--variant paper]
         (also writes CHECKPOINT_DIR/model_info.json: class names, input size, normalisation)
+    python -m googlenet_jax.convert to-flax bvlc_googlenet.caffemodel CHECKPOINT_DIR
+        (BVLC Caffe's weights: the paper variant)
     python -m googlenet_jax.convert to-torch CHECKPOINT_DIR MODEL.pth
 
 Each path may be local or a gs:// URL.
@@ -25,8 +27,8 @@ from googlenet_jax.model import architecture
 def parse_args(argv=None):
     parser = common.ArgumentParser("convert", __doc__)
     commands = parser.add_subparsers(dest="direction", required=True)
-    to_flax = commands.add_parser("to-flax", help="torchvision .pth -> orbax checkpoint directory")
-    to_flax.add_argument("pth", help="torchvision googlenet state_dict (.pth)")
+    to_flax = commands.add_parser("to-flax", help="torchvision .pth or BVLC .caffemodel -> orbax checkpoint directory")
+    to_flax.add_argument("pth", help="torchvision googlenet state_dict (.pth), or BVLC's bvlc_googlenet.caffemodel")
     to_flax.add_argument("checkpoint", help="output orbax checkpoint directory (must not exist)")
     to_flax.add_argument("--variant", default="torchvision", choices=sorted(architecture.VARIANTS))
     to_torch = commands.add_parser("to-torch", help="orbax checkpoint directory -> torchvision .pth")

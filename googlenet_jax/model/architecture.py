@@ -96,6 +96,7 @@ class Part(NamedTuple):
 
     torch_name: the torchvision module this convolution is (None: torchvision has none).
     column: the Table 1 column its width fills (None: none).
+    caffe_name: its layer in BVLC Caffe's bvlc_googlenet, after "inception_3a/" (None: none).
     """
 
     name: str
@@ -103,6 +104,7 @@ class Part(NamedTuple):
     input: str = ""
     torch_name: str | None = None
     column: str | None = None
+    caffe_name: str | None = None
 
 
 class Block(NamedTuple):
@@ -149,13 +151,13 @@ def reduced_inception(c: InceptionChannels, branch5x5_kernel: int) -> Block:
     1x1 -> "5x5" | 3x3 max pool -> 1x1, concatenated (torchvision's branch1 ... branch4)."""
     k = branch5x5_kernel
     return Block("reduced", (
-        Part("branch1x1", Conv(c.ch1x1, 1), torch_name="branch1", column="ch1x1"),
-        Part("branch3x3_reduce", Conv(c.ch3x3_reduce, 1), torch_name="branch2.0", column="ch3x3_reduce"),
-        Part("branch3x3", Conv(c.ch3x3, 3, padding=1), "branch3x3_reduce", "branch2.1", "ch3x3"),
-        Part("branch5x5_reduce", Conv(c.ch5x5_reduce, 1), torch_name="branch3.0", column="ch5x5_reduce"),
-        Part("branch5x5", Conv(c.ch5x5, k, padding=k // 2), "branch5x5_reduce", "branch3.1", "ch5x5"),
-        Part("pool", MaxPool(3, 1, padding=1)),  # torchvision's branch4.0
-        Part("pool_proj", Conv(c.pool_proj, 1), "pool", "branch4.1", "pool_proj"),
+        Part("branch1x1", Conv(c.ch1x1, 1), "", "branch1", "ch1x1", "1x1"),
+        Part("branch3x3_reduce", Conv(c.ch3x3_reduce, 1), "", "branch2.0", "ch3x3_reduce", "3x3_reduce"),
+        Part("branch3x3", Conv(c.ch3x3, 3, padding=1), "branch3x3_reduce", "branch2.1", "ch3x3", "3x3"),
+        Part("branch5x5_reduce", Conv(c.ch5x5_reduce, 1), "", "branch3.0", "ch5x5_reduce", "5x5_reduce"),
+        Part("branch5x5", Conv(c.ch5x5, k, padding=k // 2), "branch5x5_reduce", "branch3.1", "ch5x5", "5x5"),
+        Part("pool", MaxPool(3, 1, padding=1), caffe_name="pool"),  # torchvision's branch4.0
+        Part("pool_proj", Conv(c.pool_proj, 1), "pool", "branch4.1", "pool_proj", "pool_proj"),
     ), ("branch1x1", "branch3x3", "branch5x5", "pool_proj"))
 
 

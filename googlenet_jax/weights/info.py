@@ -43,7 +43,7 @@ class ModelInfo:
     dataset: str | None = None  # training data (workdirs); evaluate's default
     data_dir: str | None = None
     eval_split: str | None = None
-    source: str = ""  # "torchvision_pth", "workdir" or "orbax"
+    source: str = ""  # "torchvision_pth", "caffemodel", "workdir" or "orbax"
     path: str = ""
     workdir: str | None = None  # the train.py workdir the weights come from
     step: int | None = None  # the checkpoint step of a workdir

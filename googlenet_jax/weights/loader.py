@@ -7,7 +7,9 @@
 - a training workdir written by train.py (its config and latest checkpoint, the Polyak
   average when the run kept one), its `checkpoints/` folder, or one step folder
   `checkpoints/<step>`;
-- the orbax checkpoint that `python -m googlenet_jax.convert to-flax` writes.
+- the orbax checkpoint that `python -m googlenet_jax.convert to-flax` writes;
+- BVLC Caffe's `bvlc_googlenet.caffemodel` (any `.caffemodel` of that net): the paper variant,
+  aux heads when the file holds them (googlenet_jax/weights/caffe.py).
 
 Each may be a local path or a gs:// URL (googlenet_jax/weights/paths.py).
 """
@@ -25,12 +27,13 @@ import numpy as np
 from googlenet_jax.errors import first_line
 from googlenet_jax.model import architecture as arch
 from googlenet_jax.model import network
-from googlenet_jax.weights import files, paths, torch_layout, trees
+from googlenet_jax.weights import caffe, files, paths, torch_layout, trees
 from googlenet_jax.weights.info import ModelInfo, WeightsError, info_from_config, pretrained_info, read_json
 
 PTH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
-SOURCES_HELP = ("a torchvision googlenet .pth, a training workdir (or its checkpoints/<step> folder), "
-                "or an orbax checkpoint from `python -m googlenet_jax.convert to-flax`")
+SOURCES_HELP = ("a torchvision googlenet .pth, BVLC's bvlc_googlenet.caffemodel, a training workdir (or its "
+                "checkpoints/<step> folder), or an orbax checkpoint from `python -m googlenet_jax.convert to-flax`")
+CAFFEMODEL_SUFFIX = ".caffemodel"
 
 
 class LoadedModel(NamedTuple):
@@ -58,6 +61,17 @@ def _load_pth(path: str) -> tuple[dict, ModelInfo]:
         raise WeightsError(f"{path}: {error}") from None
     num_classes = int(variables["params"]["fc"]["kernel"].shape[-1])
     return variables, pretrained_info(variant, num_classes, aux_logits="aux1" in variables["params"])
+
+
+def load_caffemodel(path: str) -> tuple[dict, ModelInfo]:
+    """The paper variant's variables and ModelInfo from a BVLC GoogLeNet .caffemodel."""
+    try:
+        state_dict, aux = caffe.caffemodel_to_state_dict(path)
+        variables = torch_layout.torchvision_to_flax(state_dict, variant="paper")
+    except ValueError as error:
+        raise WeightsError(first_line(error)) from None
+    num_classes = int(variables["params"]["fc"]["kernel"].shape[-1])
+    return variables, pretrained_info("paper", num_classes, aux_logits=aux)
 
 
 def _load_workdir(workdir: str, step: int | None, use_average: bool) -> tuple[dict, ModelInfo]:
@@ -124,6 +138,8 @@ def _read_source(path: str, use_average: bool) -> tuple[dict, ModelInfo, str]:
     if not found:
         raise WeightsError(f"{path}: no such file or directory; expected {SOURCES_HELP}")
     if is_file:
+        if path.lower().endswith(CAFFEMODEL_SUFFIX):
+            return (*load_caffemodel(path), "caffemodel")
         if not _is_pth(path):
             raise WeightsError(f"{path}: not a recognised weights file; expected {SOURCES_HELP}")
         try:
