@@ -2,7 +2,9 @@
 
 The trainer evaluates with `evaluate` (on its TrainState, through training/steps.py) and
 `python -m googlenet_jax.evaluate` with `evaluate_weights` (on any weights `load` reads), so
-their 1-crop figures are the same computation on the same batches.
+their 1-crop figures are the same computation on the same batches. `evaluate_ensemble` is the
+paper's Table 3 protocol over several weights: each model's per-example softmax averaged over
+crops (`split_probabilities`), then over the models.
 """
 from __future__ import annotations
 
@@ -95,15 +97,18 @@ def _workdir_eval_batch_size(workdir: str | None) -> int | None:
         return int(json.load(f).get("eval_batch_size") or 0) or None
 
 
-def evaluate_weights(loaded: LoadedModel, *, dataset: str | None = None, data_dir: str | None = None,
-                     split: str | None = None, crops: Sequence[int] = (1,), batch_size: int | None = None,
-                     show_progress: bool = True) -> dict:
-    """Every crop scheme asked (1, 10, 144) of `loaded` on a whole split, on all local devices.
+def probabilities_step(variables: Any, batch: dict[str, jax.Array], *, model,
+                       axis_name: Optional[str]) -> dict[str, jax.Array]:
+    """Each example's softmax averaged over its crops (B, C) float32, with its label and mask:
+    what an ensemble averages over models."""
+    del axis_name  # per example: nothing is summed over the devices
+    logits = crop_averaged_logits(model, variables, batch["image"])
+    return {"probabilities": jax.nn.softmax(logits.astype(jnp.float32), axis=-1), "label": batch["label"],
+            "mask": batch["mask"]}
 
-    dataset, data_dir, split default to a workdir's own (its eval split; else "test").
-    Returns {"weights", "dataset", "split", "image_size", "crops": {"1": {"top1", "top5",
-    "loss", "count"}, ...}}. Raises ValueError for missing or mismatched data.
-    """
+
+def _split_of(loaded: LoadedModel, dataset: str | None, data_dir: str | None, split: str | None):
+    """(dataset, data_dir, split, its tfds info) for `loaded`: a workdir's own unless given."""
     from googlenet_jax import data  # TensorFlow: imported when a split is read
 
     info = loaded.info
@@ -117,7 +122,33 @@ def evaluate_weights(loaded: LoadedModel, *, dataset: str | None = None, data_di
     if dataset_info.num_classes != info.num_classes:
         raise ValueError(f"the weights have {info.num_classes} classes but dataset {dataset!r} has "
                          f"{dataset_info.num_classes}")
+    return dataset, data_dir, split, dataset_info
 
+
+def _split_batches(loaded: LoadedModel, dataset: str, data_dir: str | None, split: str, crops: int,
+                   size: int, num_devices: int):
+    """The split's padded eval batches, preprocessed as `loaded` wants them."""
+    from googlenet_jax import data
+
+    info = loaded.info
+    if size % num_devices:
+        raise ValueError(f"--batch_size {size} does not divide over {num_devices} devices")
+    return data.eval_batches(
+        dataset=dataset, data_dir=data_dir, split=split, global_batch_size=size, image_size=info.image_size,
+        normalization=info.normalization, crops=crops, resize_size=info.resize_size, num_devices=num_devices)
+
+
+def evaluate_weights(loaded: LoadedModel, *, dataset: str | None = None, data_dir: str | None = None,
+                     split: str | None = None, crops: Sequence[int] = (1,), batch_size: int | None = None,
+                     show_progress: bool = True) -> dict:
+    """Every crop scheme asked (1, 10, 144) of `loaded` on a whole split, on all local devices.
+
+    dataset, data_dir, split default to a workdir's own (its eval split; else "test").
+    Returns {"weights", "dataset", "split", "image_size", "crops": {"1": {"top1", "top5",
+    "loss", "count"}, ...}}. Raises ValueError for missing or mismatched data.
+    """
+    info = loaded.info
+    dataset, data_dir, split, dataset_info = _split_of(loaded, dataset, data_dir, split)
     parallel_plan = parallel.MeshParallel()
     model, variables = folding.fold_batch_norm(loaded.model, loaded.variables)  # as the Classifier runs
     step = parallel_plan.compile_eval_step(functools.partial(eval_step, model=model))
@@ -126,12 +157,7 @@ def evaluate_weights(loaded: LoadedModel, *, dataset: str | None = None, data_di
     results = {}
     for count in crops:
         size = batch_size or default_batch_size(count, parallel_plan.num_devices, workdir_batch)
-        if size % parallel_plan.num_devices:
-            raise ValueError(f"--batch_size {size} does not divide over {parallel_plan.num_devices} devices")
-        batches = data.eval_batches(
-            dataset=dataset, data_dir=data_dir, split=split, global_batch_size=size,
-            image_size=info.image_size, normalization=info.normalization, crops=count,
-            resize_size=info.resize_size, num_devices=parallel_plan.num_devices)
+        batches = _split_batches(loaded, dataset, data_dir, split, count, size, parallel_plan.num_devices)
         total = math.ceil(dataset_info.num_eval_examples / size)
         progress = console.Progress(f"{count} crop(s)", total, size) if show_progress else None
         metrics = evaluate(step, variables, batches, parallel_plan, progress=progress)
@@ -139,3 +165,73 @@ def evaluate_weights(loaded: LoadedModel, *, dataset: str | None = None, data_di
                                "loss": metrics["eval_loss"], "count": int(metrics["eval_count"])}
     return {"weights": info.path, "dataset": dataset, "split": split, "image_size": info.image_size,
             "crops": results}
+
+
+def split_probabilities(loaded: LoadedModel, *, dataset: str, data_dir: str | None, split: str, crops: int,
+                        batch_size: int | None = None, show_progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities (N, C) float32: each example's softmax averaged over its crops, labels (N,))
+    of every example of the split, in the split's order."""
+    from googlenet_jax import data
+
+    parallel_plan = parallel.MeshParallel()
+    model, variables = folding.fold_batch_norm(loaded.model, loaded.variables)
+    step = parallel_plan.compile_eval_step(functools.partial(probabilities_step, model=model))
+    variables = parallel_plan.put_state(variables)
+    size = batch_size or default_batch_size(crops, parallel_plan.num_devices, None)
+    batches = _split_batches(loaded, dataset, data_dir, split, crops, size, parallel_plan.num_devices)
+    total = math.ceil(data.get_dataset_info(dataset, data_dir, eval_split=split).num_eval_examples / size)
+    progress = console.Progress(f"{loaded.info.path}, {crops} crop(s)", total, size) if show_progress else None
+    probabilities, labels = [], []
+    for done, batch in enumerate(parallel.prefetch_to_device(batches, parallel_plan.put_batch), start=1):
+        out = jax.device_get(step(variables, batch))
+        probabilities.append(out["probabilities"][out["mask"]])
+        labels.append(out["label"][out["mask"]])
+        if progress is not None:
+            progress(done)
+    return np.concatenate(probabilities), np.concatenate(labels)
+
+
+def ensemble_row(models: int, crops: int, probabilities: np.ndarray, labels: np.ndarray) -> dict:
+    """Table 3's row for averaged `probabilities` (N, C): cost in forward passes per image
+    (models x crops), top-1 and top-5 (ranked as the eval step ranks: classes scored strictly
+    higher than the label's), count."""
+    label_scores = probabilities[np.arange(len(labels)), labels]
+    rank = (probabilities > label_scores[:, None]).sum(axis=1)
+    return {"models": models, "crops": crops, "cost": models * crops, "top1": float(np.mean(rank < 1)),
+            "top5": float(np.mean(rank < 5)), "count": int(len(labels))}
+
+
+def evaluate_ensemble(models: Sequence[LoadedModel], *, dataset: str | None = None, data_dir: str | None = None,
+                      split: str | None = None, crops: Sequence[int] = (1,), batch_size: int | None = None,
+                      show_progress: bool = True) -> dict:
+    """The paper's Table 3 protocol: each model's softmax averaged over its crops, then over the
+    models, for every crop scheme asked. The split (and a workdir's dataset) is the first
+    model's; the models may be of any kind, with the same class list. Returns
+    {"weights": [paths], "dataset", "split", "crops": {"1": the first model's figures, ...},
+    "ensemble": [rows of ensemble_row: 1 model, then all of them, at each crop count]}."""
+    first = models[0].info
+    for loaded in models[1:]:
+        if tuple(loaded.info.class_names) != tuple(first.class_names):
+            raise ValueError(f"{loaded.info.path}: its {loaded.info.num_classes} classes are not those of "
+                             f"{first.path} ({first.num_classes} classes): an ensemble averages the same classes")
+    dataset, data_dir, split, _ = _split_of(models[0], dataset, data_dir, split)
+    rows, first_model = [], {}
+    for count in crops:
+        total, labels = None, None
+        for loaded in models:
+            probabilities, model_labels = split_probabilities(
+                loaded, dataset=dataset, data_dir=data_dir, split=split, crops=count, batch_size=batch_size,
+                show_progress=show_progress)
+            if labels is None:
+                labels = model_labels
+                rows.append(ensemble_row(1, count, probabilities, labels))
+                loss = -np.log(np.maximum(probabilities[np.arange(len(labels)), labels], 1e-30))
+                first_model[str(count)] = {**{k: rows[-1][k] for k in ("top1", "top5", "count")},
+                                           "loss": float(loss.mean())}
+            elif not np.array_equal(labels, model_labels):
+                raise ValueError(f"{loaded.info.path}: the split came in another order than for {first.path}")
+            total = probabilities.astype(np.float64) if total is None else total + probabilities
+        if len(models) > 1:
+            rows.append(ensemble_row(len(models), count, total / len(models), labels))
+    return {"weights": [loaded.info.path for loaded in models], "dataset": dataset, "split": split,
+            "crops": first_model, "ensemble": rows}

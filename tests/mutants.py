@@ -217,6 +217,14 @@ MUTANTS = [
            "module = self.blocks.inception(block, conv, self.forms, name=name)",
            "module = Inception(block, functools.partial(ConvBlock, **conv.keywords), self.forms, name=name)",
            ("tests/model/test_architecture.py::test_a_swapped_conv_block_class_builds_every_convolution",)),
+    # BVLC's weights; Table 3's ensembles.
+    Mutant("Caffe's conv1 left in BGR order", "googlenet_jax/weights/caffe.py",
+           'state_dict["conv1.conv.weight"][:, ::-1]', 'state_dict["conv1.conv.weight"]',
+           ("tests/weights/test_caffe.py::test_logits_equal_opencvs_caffe_importer_and_the_torch_port",)),
+    Mutant("an ensemble row holds the last model alone", "googlenet_jax/evaluation.py",
+           "rows.append(ensemble_row(len(models), count, total / len(models), labels))",
+           "rows.append(ensemble_row(len(models), count, probabilities, labels))",
+           ("tests/test_evaluation.py::test_an_ensemble_averages_each_models_crop_averaged_softmax",)),
 ]
 
 

@@ -8,7 +8,7 @@
     export    a jax.export artifact or an ONNX file (googlenet_jax/inference/serving.py, onnx_export.py)
     summary   the paper's Table 1 from our model (googlenet_jax/model/table1.py)
     parity    comparisons with PyTorch (googlenet_jax/parity/)
-    convert   torchvision .pth <-> orbax checkpoint (googlenet_jax/weights/conversion.py)
+    convert   torchvision .pth <-> orbax checkpoint, BVLC .caffemodel -> orbax (googlenet_jax/weights/conversion.py)
     launch    one command as N local JAX processes (googlenet_jax/training/launcher.py)
     aot       does a config fit a TPU slice (googlenet_jax/training/tpu_compile.py, tpu_fit.py)
 

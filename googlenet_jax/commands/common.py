@@ -75,10 +75,12 @@ class ArgumentParser(argparse.ArgumentParser):
             self.error(f"{flag} must be at least 1, got {value}")
 
 
-def add_weights_arguments(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
-    """--weights PATH, --transform_input on|off and --raw_params, read by `load_weights`."""
+def add_weights_arguments(parser: argparse.ArgumentParser, *, required: bool = True, several: bool = False) -> None:
+    """--weights PATH (repeated when `several`: a list), --transform_input on|off and
+    --raw_params, read by `load_weights`."""
     parser.epilog = WEIGHTS_EPILOG
-    parser.add_argument("--weights", required=required, metavar="PATH", help="the model's weights")
+    parser.add_argument("--weights", required=required, metavar="PATH", action="append" if several else "store",
+                        help="the model's weights" + ("; repeat it for an ensemble" if several else ""))
     parser.add_argument("--transform_input", choices=("on", "off"),
                         help="override the weights' transform_input (on for a torchvision .pth)")
     parser.add_argument("--raw_params", action="store_true",
@@ -90,11 +92,12 @@ def transform_input_flag(args: argparse.Namespace) -> bool | None:
     return None if args.transform_input is None else args.transform_input == "on"
 
 
-def load_weights(args: argparse.Namespace, **kwargs):
-    """googlenet_jax.load with the options of add_weights_arguments (raises WeightsError)."""
+def load_weights(args: argparse.Namespace, path: str | None = None, **kwargs):
+    """googlenet_jax.load of `path` (default: --weights) with the options of
+    add_weights_arguments (raises WeightsError)."""
     from googlenet_jax import weights  # after parsing: keeps --help instant
 
-    return weights.load(args.weights, transform_input=transform_input_flag(args),
+    return weights.load(path or args.weights, transform_input=transform_input_flag(args),
                         use_average=not args.raw_params, **kwargs)
 
 

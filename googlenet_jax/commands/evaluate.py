@@ -1,13 +1,20 @@
 """Accuracy of weights on a whole split, with 1, 10 and the paper's 144 crops.
 
-    python -m googlenet_jax.evaluate --weights PATH --dataset NAME [--data_dir DIR] [--split S]
-        [--crops 1,10,144] [--batch_size N] [--json OUT]
+    python -m googlenet_jax.evaluate --weights PATH [--weights PATH ...] --dataset NAME [--data_dir DIR]
+        [--split S] [--crops 1,10,144] [--batch_size N] [--json OUT]
 
 Every example of the split counts exactly once (the last batch is padded and masked), on
 all local devices. With several crops the softmax is averaged over an image's crops (the
 paper's Table 3). A training workdir as weights brings its dataset, split and
 preprocessing; its 1-crop figures equal the trainer's final evaluation. `--json OUT` writes
 `{"crops": {"1": {"top1", "top5", "loss", "count"}, ...}, ...}`.
+
+`--weights` repeated is an ensemble, the paper's Table 3 protocol: each model's softmax averaged
+over its crops and then over the models (any kinds of weights, the same class list; each model
+preprocessed as its weights say). It prints Table 3's layout: for each crop count asked, a row
+for the first model alone and one for all of them, with the cost in forward passes per image
+(models x crops); `--json` adds `"ensemble": [{"models", "crops", "cost", "top1", "top5",
+"count"}, ...]`, and "crops" holds the first model's figures.
 """
 from __future__ import annotations
 
@@ -20,7 +27,7 @@ from googlenet_jax.model.input_spec import EVAL_CROPS
 
 def parse_args(argv=None):
     parser = common.ArgumentParser("evaluate", __doc__)
-    common.add_weights_arguments(parser)
+    common.add_weights_arguments(parser, several=True)
     parser.add_argument("--dataset", help="tfds name, 'image_folder' or 'sklearn_digits' "
                                           "(default: a workdir's own)")
     parser.add_argument("--data_dir", help="tfds data_dir, or the image folder (default: a workdir's own)")
@@ -51,6 +58,20 @@ def format_table(crops: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
+def format_ensemble(rows: list[dict]) -> str:
+    """Table 3's layout: models, crops, cost (forward passes per image), errors, and the change in
+    top-5 error against 1 model with 1 crop."""
+    lines = [f"{'models':>6}  {'crops':>5}  {'cost':>5}  {'top-1':>7}  {'top-5':>7}  {'top-1 err':>9}  "
+             f"{'top-5 err':>9}  {'vs base':>8}"]
+    base = next((r for r in rows if (r["models"], r["crops"]) == (1, 1)), None)
+    for r in rows:
+        delta = "base" if r is base or base is None else f"{100 * (base['top5'] - r['top5']):+.2f}%"
+        lines.append(f"{r['models']:>6}  {r['crops']:>5}  {r['cost']:>5}  {100 * r['top1']:>6.2f}%  "
+                     f"{100 * r['top5']:>6.2f}%  {100 * (1 - r['top1']):>8.2f}%  {100 * (1 - r['top5']):>8.2f}%  "
+                     f"{delta:>8}")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     common.prepare_tensorflow()
@@ -58,12 +79,19 @@ def main(argv=None) -> int:
     def body() -> int:
         from googlenet_jax import evaluation  # after parsing: keeps --help instant
 
-        report = evaluation.evaluate_weights(
-            common.load_weights(args), dataset=args.dataset, data_dir=args.data_dir, split=args.split,
-            crops=args.crops, batch_size=args.batch_size)
-        size = report["image_size"]
-        print(f"{report['weights']} on {report['dataset']} [{report['split']}] at {size}x{size}")
-        print(format_table(report["crops"]))
+        models = [common.load_weights(args, path) for path in args.weights]
+        options = dict(dataset=args.dataset, data_dir=args.data_dir, split=args.split, crops=args.crops,
+                       batch_size=args.batch_size)
+        if len(models) == 1:
+            report = evaluation.evaluate_weights(models[0], **options)
+            size = report["image_size"]
+            print(f"{report['weights']} on {report['dataset']} [{report['split']}] at {size}x{size}")
+            print(format_table(report["crops"]))
+        else:
+            report = evaluation.evaluate_ensemble(models, **options)
+            print(f"an ensemble of {len(models)} models on {report['dataset']} [{report['split']}]: "
+                  + ", ".join(report["weights"]))
+            print(format_ensemble(report["ensemble"]))
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(report, f, indent=2)

@@ -2,7 +2,7 @@
 
 A caffemodel with random weights is written here in BVLC's layer names and blob layouts (the
 mapping below is typed in from BVLC's deploy.prototxt, not read from the package); OpenCV's
-`readNetFromCaffe` runs it with tests/data/bvlc_googlenet/deploy_with_aux_heads.prototxt (BVLC's
+`readNetFromCaffe` runs it with tests/weights/bvlc_googlenet/deploy_with_aux_heads.prototxt (BVLC's
 deploy.prototxt with the aux heads of its train_val.prototxt), BGR images minus the mean pixel
 104/117/123 as Caffe feeds them. `googlenet_jax.load` of the same file, fed the same pictures as
 RGB minus (123, 117, 104), gives the same logits, main and auxiliary, as does the torch.nn port
@@ -25,7 +25,7 @@ import helpers
 
 cv2 = pytest.importorskip("cv2")
 
-PROTOTXT = os.path.join(helpers.REPO, "tests", "data", "bvlc_googlenet", "deploy_with_aux_heads.prototxt")
+PROTOTXT = os.path.join(helpers.REPO, "tests", "weights", "bvlc_googlenet", "deploy_with_aux_heads.prototxt")
 MEAN_BGR = np.array([104.0, 117.0, 123.0], np.float32)
 # BVLC layer -> the module of the torch.nn port that holds its weight and bias.
 BVLC_LAYERS = {"conv1/7x7_s2": "conv1.conv", "conv2/3x3_reduce": "conv2.conv", "conv2/3x3": "conv3.conv",
@@ -150,3 +150,17 @@ def test_predict_takes_a_caffemodel_and_a_bad_one_exits_2(reference, tmp_path, c
     assert predict.main(["--weights", str(bad), helpers.photo("cat")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("predict: error: ") and "bad.caffemodel" in err[0]
+
+
+def test_convert_writes_the_caffemodel_as_an_orbax_checkpoint(reference, tmp_path):
+    from googlenet_jax.commands import convert
+
+    path, _, blobs = reference
+    out = tmp_path / "converted"
+    assert convert.main(["to-flax", str(path), str(out)]) == 0
+    converted, direct = googlenet_jax.load(out), googlenet_jax.load(path)
+    assert (converted.info.variant, converted.info.normalization, converted.info.aux_logits) == ("paper", "paper", True)
+    jax.tree.map(np.testing.assert_array_equal, converted.variables, direct.variables)
+    # conv1 takes RGB: its input channels are Caffe's BGR ones reversed.
+    np.testing.assert_array_equal(converted.variables["params"]["conv1"]["conv"]["kernel"],
+                                  blobs["conv1/7x7_s2"][0][:, ::-1].transpose(2, 3, 1, 0))
