@@ -194,11 +194,12 @@ def split_probabilities(loaded: LoadedModel, *, dataset: str, data_dir: str | No
 def ensemble_row(models: int, crops: int, probabilities: np.ndarray, labels: np.ndarray) -> dict:
     """Table 3's row for averaged `probabilities` (N, C): cost in forward passes per image
     (models x crops), top-1 and top-5 (ranked as the eval step ranks: classes scored strictly
-    higher than the label's), count."""
+    higher than the label's), the mean cross-entropy of the averaged prediction, count."""
     label_scores = probabilities[np.arange(len(labels)), labels]
     rank = (probabilities > label_scores[:, None]).sum(axis=1)
+    loss = -np.log(np.maximum(label_scores, np.finfo(np.float32).tiny))
     return {"models": models, "crops": crops, "cost": models * crops, "top1": float(np.mean(rank < 1)),
-            "top5": float(np.mean(rank < 5)), "count": int(len(labels))}
+            "top5": float(np.mean(rank < 5)), "loss": float(loss.mean()), "count": int(len(labels))}
 
 
 def evaluate_ensemble(models: Sequence[LoadedModel], *, dataset: str | None = None, data_dir: str | None = None,
@@ -225,9 +226,7 @@ def evaluate_ensemble(models: Sequence[LoadedModel], *, dataset: str | None = No
             if labels is None:
                 labels = model_labels
                 rows.append(ensemble_row(1, count, probabilities, labels))
-                loss = -np.log(np.maximum(probabilities[np.arange(len(labels)), labels], 1e-30))
-                first_model[str(count)] = {**{k: rows[-1][k] for k in ("top1", "top5", "count")},
-                                           "loss": float(loss.mean())}
+                first_model[str(count)] = {k: rows[-1][k] for k in ("top1", "top5", "loss", "count")}
             elif not np.array_equal(labels, model_labels):
                 raise ValueError(f"{loaded.info.path}: the split came in another order than for {first.path}")
             total = probabilities.astype(np.float64) if total is None else total + probabilities

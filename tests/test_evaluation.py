@@ -95,9 +95,9 @@ def test_an_ensemble_averages_each_models_crop_averaged_softmax(photo_folder, tm
             assert (row["cost"], row["count"]) == (models * crops, 12)
             assert row["top1"] == np.mean(probs.argmax(-1) == labels), (models, crops)
             assert row["top5"] == 1.0  # 3 classes
-        # "crops" holds the first model's figures, its loss that of its crop-averaged softmax.
-        first = report["crops"][str(crops)]
-        assert first["loss"] == pytest.approx(-np.log(per_model[0][np.arange(12), labels]).mean(), rel=1e-4)
+            assert row["loss"] == pytest.approx(-np.log(probs[np.arange(12), labels]).mean(), rel=1e-5)
+        # "crops" holds the first model's figures.
+        assert report["crops"][str(crops)] == {k: rows[(1, crops)][k] for k in ("top1", "top5", "loss", "count")}
     printed = capsys.readouterr().out.splitlines()
     assert printed[1].split()[:3] == ["models", "crops", "cost"]
     assert [line.split()[:3] for line in printed[2:6]] == [["1", "1", "1"], ["2", "1", "2"], ["1", "10", "10"],

@@ -14,7 +14,7 @@ over its crops and then over the models (any kinds of weights, the same class li
 preprocessed as its weights say). It prints Table 3's layout: for each crop count asked, a row
 for the first model alone and one for all of them, with the cost in forward passes per image
 (models x crops); `--json` adds `"ensemble": [{"models", "crops", "cost", "top1", "top5",
-"count"}, ...]`, and "crops" holds the first model's figures.
+"loss", "count"}, ...]`, and "crops" holds the first model's figures.
 """
 from __future__ import annotations
 
