@@ -30,16 +30,17 @@ of two correct torch runs whose learning rates differ in their last bits.
 """
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 
 from googlenet_jax.commands import common
-from googlenet_jax.parity.layers import args as layer_args
-from googlenet_jax.parity.replay import args as replay_args
-from googlenet_jax.weights.torch_layout import TORCH_INSTALL
 
 
 def parse_args(argv=None):
+    from googlenet_jax.parity.layers import args as layer_args  # the options of each part, and their checks
+    from googlenet_jax.parity.replay import args as replay_args
+
     parser = common.ArgumentParser("parity", __doc__, description=" ".join(__doc__.split("\n\n")[i] for i in (0, 2)),
                                 epilog="Exit status: 0 all within tolerance, 1 a divergence, 2 bad arguments "
                                        "or files.")
@@ -57,8 +58,10 @@ def main(argv=None) -> int:
     common.prepare_tensorflow()
 
     def body() -> int:
-        try:  # torch and torchvision first: before anything imports TensorFlow
-            from googlenet_jax.parity import models  # noqa: F401  (torch and torchvision)
+        from googlenet_jax.weights.torch_layout import TORCH_INSTALL
+
+        try:  # torch and torchvision (the references' module) first: before anything imports TensorFlow
+            importlib.import_module("googlenet_jax.parity.models")
         except ImportError as error:
             raise common.UsageError(f"comparing with PyTorch needs torch and torchvision ({error}): "
                                  f"{TORCH_INSTALL}") from None

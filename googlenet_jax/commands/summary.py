@@ -1,14 +1,14 @@
 """The paper's Table 1 computed from our model: `python -m googlenet_jax.summary [--variant V]
 [--image_size S] [--num_classes N] [--inception_block naive] [--MODEL_FIELD VALUE ...] [--json OUT]`.
 
-Every field of a config's `model` section (googlenet_jax/configs/default.py) is a flag here, so
-the table follows any network a config builds; `--inception_block naive` prints the paper's
-Figure 2a module with the reduced module's figures beside it.
-
 Per layer: type, patch size/stride, output size, depth, the six channel columns, parameters and
 multiply-adds (convolutions and linear layers only; not BatchNorm, LRN, ReLU or pools), beside
 the paper's printed figures at 224x224 with 1000 classes, then the totals. `--json OUT` writes
 {"layers": [...], "params", "params_with_aux", "macs", ...} (googlenet_jax/model/table1.py).
+
+Every field of a config's `model` section (googlenet_jax/configs/default.py) is a flag here, so
+the table follows any network a config builds; `--inception_block naive` prints the paper's
+Figure 2a module with the reduced module's figures beside it.
 """
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """The network: GoogLeNet in flax.linen, its layers, its table, its loss.
 
     architecture   the paper's Table 1, its blocks, the two variants and the stage names, as data
-    network        GoogLeNet, Inception, AuxHead, ConvBlock, Blocks (flax.linen modules)
+    network        GoogLeNet and Blocks, the module classes it builds its blocks with
+    blocks         ConvBlock, Inception, AuxHead (flax.linen), ComputeForms
     stage_info     each stage's shape, channels and stride (timm's feature_info)
     layers         pools and LRN with torchvision's and Caffe's exact semantics
     convolution    conv2d, with CPU forms of its gradients
@@ -19,8 +20,8 @@ _EXPORTS = {
     **dict.fromkeys(("AUX_POOLED_SIZE", "AUX_TAPS", "FEATURES_DIM", "INCEPTION_BLOCKS", "INCEPTION_PARTS",
                      "INCEPTION_TABLE", "VARIANTS", "Block", "InceptionChannels", "Part", "Variant",
                      "backbone_stages", "feature_map_size", "min_input_size", "stage_names"), "architecture"),
-    **dict.fromkeys(("AuxHead", "Blocks", "ComputeForms", "ConvBlock", "GoogLeNet", "GoogLeNetOutputs",
-                     "Inception"), "network"),
+    **dict.fromkeys(("Blocks", "GoogLeNet", "GoogLeNetOutputs"), "network"),
+    **dict.fromkeys(("AuxHead", "ComputeForms", "ConvBlock", "Inception"), "blocks"),
     **dict.fromkeys(("StageInfo", "stage_info"), "stage_info"),
     "fold_batch_norm": "folding",
 }

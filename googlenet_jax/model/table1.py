@@ -313,8 +313,8 @@ def format_table(summary: dict) -> str:
 
     size = summary["image_size"]
     with_aux = "n/a" if summary["params_with_aux"] is None else f"{summary['params_with_aux']:,}"
-    out = [f"GoogLeNet, {summary['variant']} variant, {summary['inception_block']} Inception modules, "
-           f"{size}x{size} input, {summary['num_classes']} classes",
+    block = "" if summary["inception_block"] == "reduced" else f", {summary['inception_block']} Inception modules"
+    out = [f"GoogLeNet, {summary['variant']} variant, {size}x{size} input, {summary['num_classes']} classes{block}",
            "", line([h[0] for h in headers]), line([h[1] for h in headers])]
     out += [line(texts) for texts in cells]
     out += ["", f"params: {summary['params']:,} without the auxiliary heads, {with_aux} with them",

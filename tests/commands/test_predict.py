@@ -64,7 +64,8 @@ def test_bad_weights_and_arguments_fail_in_one_line(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == (
         f"predict: error: {tmp_path / 'missing.pth'}: no such file or directory; expected a torchvision googlenet "
-        ".pth, a training workdir (or its checkpoints/<step> folder), or an orbax checkpoint from "
+        ".pth, BVLC's bvlc_googlenet.caffemodel, a training workdir (or its checkpoints/<step> folder), or an "
+        "orbax checkpoint from "
         "`python -m googlenet_jax.convert to-flax`")
     proc = _predict("--weights", tmp_path, "--top_k", "0", helpers.photo("cat"), check=False)
     assert proc.returncode == 2 and "--top_k must be at least 1" in proc.stderr

@@ -12,7 +12,8 @@ import pytest
 
 from googlenet_jax.inference import onnx_export
 from googlenet_jax.model import table1
-from googlenet_jax.model.network import Blocks, ConvBlock, GoogLeNet
+from googlenet_jax.model.blocks import ConvBlock
+from googlenet_jax.model.network import Blocks, GoogLeNet
 from googlenet_jax.training import optim
 from googlenet_jax.training.train_state import create_train_state
 from googlenet_jax.weights import torch_layout
@@ -65,7 +66,8 @@ def test_summary_counts_the_naive_module_and_shows_the_reduced_one_beside_it(var
     assert (rows["inception3a"]["ch3x3_reduce"], rows["inception3a"]["pool_proj"]) == (None, None)
     assert rows["inception3a"]["paper_params"] is None  # the printed figures are the reduced module's
     text = table1.format_table(summary)
-    assert "naive Inception modules" in text and "reduced" in text.splitlines()[2]
+    assert text.startswith(f"GoogLeNet, {variant} variant, 224x224 input, 1000 classes, naive Inception modules")
+    assert "reduced" in text.splitlines()[2]
 
 
 def test_a_googlenet_of_naive_modules_trains():

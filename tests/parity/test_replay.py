@@ -16,7 +16,7 @@ import torch
 import torchvision
 
 from googlenet_jax.commands import parity as command
-from googlenet_jax.model.network import ConvBlock
+from googlenet_jax.model.blocks import ConvBlock
 from googlenet_jax.parity.replay import report as replay_report
 from googlenet_jax.parity.replay import run as replay_run
 from googlenet_jax.weights import torch_layout
