@@ -185,7 +185,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             f"joined the run with {jax.local_device_count()} local {jax.devices()[0].platform} "
             f"device(s), {parallel_plan.num_devices} in all")
     config_lib.validate_devices(config, device_count=parallel_plan.num_devices,
-                                       process_count=jax.process_count())
+                                process_count=jax.process_count())
     # Imported only now: TensorFlow's start-up logs would bury a config error above.
     from googlenet_jax import data
     _keep_tensorflow_off_accelerators()
