@@ -4,9 +4,10 @@
     caffemodel_to_state_dict(path) -> the paper variant's state_dict in torchvision's layout
 
 The file is a binary `caffe.NetParameter`. It is parsed with protobuf from a minimal schema
-of the fields read here (NetParameter, LayerParameter, BlobProto, BlobShape; their field
-numbers as in Caffe's src/caffe/proto/caffe.proto), built in Python: no protoc step, no Caffe.
-Every other field of the file is skipped.
+of the fields read here (NetParameter, LayerParameter and its legacy V1 and V0 forms,
+BlobProto with its legacy 4-D dims, BlobShape; their field numbers as in Caffe's
+src/caffe/proto/caffe.proto), built in Python: no protoc step, no Caffe. Every other field of
+the file is skipped.
 
 BVLC's layer names map onto the paper variant's modules: conv1/7x7_s2 -> conv1,
 conv2/3x3_reduce -> conv2, conv2/3x3 -> conv3, inception_3a/<part> -> inception3a's part
@@ -65,7 +66,15 @@ def _net_parameter():
             (1, "name", field.TYPE_STRING, optional, None, False),
             (2, "type", field.TYPE_STRING, optional, None, False),
             (7, "blobs", field.TYPE_MESSAGE, repeated, "BlobProto", False))
-    message("V1LayerParameter", (4, "name", field.TYPE_STRING, optional, None, False))
+    # Caffe before 2015 wrote its layers as V1LayerParameter ("layers"), and before that as a
+    # V0LayerParameter inside one ("layer" 1); BVLC released its GoogLeNet in 2014.
+    message("V0LayerParameter",
+            (1, "name", field.TYPE_STRING, optional, None, False),
+            (50, "blobs", field.TYPE_MESSAGE, repeated, "BlobProto", False))
+    message("V1LayerParameter",
+            (4, "name", field.TYPE_STRING, optional, None, False),
+            (6, "blobs", field.TYPE_MESSAGE, repeated, "BlobProto", False),
+            (1, "layer", field.TYPE_MESSAGE, optional, "V0LayerParameter", False))
     message("NetParameter",
             (1, "name", field.TYPE_STRING, optional, None, False),
             (2, "layers", field.TYPE_MESSAGE, repeated, "V1LayerParameter", False),
@@ -90,10 +99,14 @@ def _blob_array(blob, where: str) -> np.ndarray:
     return values.reshape(shape)
 
 
+def _without_ones(shape: tuple) -> tuple:
+    return tuple(d for d in shape if d != 1)
+
+
 def read_caffemodel(path: str) -> dict[str, list[np.ndarray]]:
-    """{layer name: its blobs} of every layer with blobs, in the file's order. ValueError (one
-    line naming the file) for a file that is not a caffemodel, a truncated one or one in Caffe's
-    legacy V1 layer format."""
+    """{layer name: its blobs} of every layer with blobs, in the file's order, whichever of
+    Caffe's layer formats (current, V1, V0) the file uses. ValueError (one line naming the file)
+    for a file that is not a caffemodel or a truncated one."""
     from google.protobuf.message import DecodeError
 
     with paths.open_file(path, "rb") as f:
@@ -104,11 +117,12 @@ def read_caffemodel(path: str) -> dict[str, list[np.ndarray]]:
     except DecodeError as error:
         raise ValueError(f"{path}: not a readable caffemodel (protobuf: {error}); truncated or not a "
                          "Caffe NetParameter") from None
-    if len(net.layers) and not len(net.layer):
-        raise ValueError(f"{path}: a caffemodel in Caffe's legacy V1 layer format ('layers'); upgrade it with "
-                         "Caffe's tools/upgrade_net_proto_binary")
-    layers = {layer.name: [_blob_array(blob, f"{path}: layer {layer.name}") for blob in layer.blobs]
-              for layer in net.layer if len(layer.blobs)}
+    layers = {}
+    for layer in [*net.layer, *net.layers]:
+        if not len(layer.blobs) and hasattr(layer, "layer") and layer.HasField("layer"):
+            layer = layer.layer  # the V0 form
+        if len(layer.blobs):
+            layers[layer.name] = [_blob_array(blob, f"{path}: layer {layer.name}") for blob in layer.blobs]
     if not layers:
         raise ValueError(f"{path}: not a caffemodel with weights (no layer holds blobs)")
     return layers
@@ -139,7 +153,7 @@ def caffemodel_to_state_dict(path: str) -> tuple[dict[str, np.ndarray], bool]:
     if missing:
         raise ValueError(f"{path}: not BVLC's GoogLeNet: no layer {missing[0]} "
                          f"({len(missing)} of its {len(names)} layers with weights missing)")
-    classes = layers[CLASSIFIER][0].shape[0]
+    classes = int(layers[CLASSIFIER][-1].size)  # the classifier's bias, whatever its dims
     shapes = torch_layout.variable_shapes("paper", aux, classes)
     expected = {key: torch_layout.torch_shape(shapes[name], kind)
                 for key, name, kind in torch_layout.entries("paper", aux)}
@@ -150,6 +164,8 @@ def caffemodel_to_state_dict(path: str) -> tuple[dict[str, np.ndarray], bool]:
             raise ValueError(f"{path}: layer {caffe_name} has {len(blobs)} blobs, expected 2 (weights and bias)")
         for blob, suffix in zip(blobs, ("weight", "bias")):
             key = f"{prefix}.{suffix}"
+            if blob.shape != expected[key] and _without_ones(blob.shape) == _without_ones(expected[key]):
+                blob = blob.reshape(expected[key])  # Caffe's 4-D legacy dims: (1, 1, out, in), (1, 1, 1, out)
             if blob.shape != expected[key]:
                 raise ValueError(f"{path}: layer {caffe_name} {suffix} has shape {blob.shape}, expected "
                                  f"{expected[key]} (BVLC's GoogLeNet with {classes} classes)")

@@ -38,16 +38,19 @@ for _module in ("3a", "3b", "4a", "4b", "4c", "4d", "4e", "5a", "5b"):
         BVLC_LAYERS[f"inception_{_module}/{_caffe}"] = f"inception{_module}.{_torch}.conv"
 
 
-def _write_caffemodel(path, blobs: dict, *, legacy: bool = False):
-    """A binary NetParameter holding `blobs` ({layer name: [arrays]}), as Caffe writes it."""
+def _write_caffemodel(path, blobs: dict, *, legacy: bool = False, legacy_dims: bool = False):
+    """A binary NetParameter holding `blobs` ({layer name: [arrays]}), as Caffe writes it
+    (`legacy`: in V1 layers, "layers"; `legacy_dims`: with the 4-D num/channels/height/width of
+    Caffe before BlobShape: the Caffe of 2014, when BVLC released its GoogLeNet)."""
     net = caffe.net_parameter_class()(name="GoogleNet")
     for name, arrays in blobs.items():
         layer = net.layers.add(name=name) if legacy else net.layer.add(name=name, type="Convolution")
-        if legacy:
-            continue
         for array in arrays:
             blob = layer.blobs.add()
-            blob.shape.dim.extend(array.shape)
+            if legacy_dims:
+                blob.num, blob.channels, blob.height, blob.width = (1,) * (4 - array.ndim) + array.shape
+            else:
+                blob.shape.dim.extend(array.shape)
             blob.data.extend(np.asarray(array, np.float32).ravel().tolist())
     path.write_bytes(net.SerializeToString())
     return path
@@ -128,8 +131,6 @@ def test_bad_caffemodels_are_named_in_one_line(reference, tmp_path):
     truncated = tmp_path / "truncated.caffemodel"
     truncated.write_bytes(path.read_bytes()[: 1 << 20])
     assert "not a readable caffemodel" in _error(truncated)
-    legacy = _write_caffemodel(tmp_path / "legacy.caffemodel", blobs, legacy=True)
-    assert "legacy V1 layer format" in _error(legacy)
     other = dict(blobs)
     del other["inception_4c/5x5"]
     assert "not BVLC's GoogLeNet: no layer inception_4c/5x5" in _error(_write_caffemodel(tmp_path / "o.caffemodel",
@@ -164,3 +165,20 @@ def test_convert_writes_the_caffemodel_as_an_orbax_checkpoint(reference, tmp_pat
     # conv1 takes RGB: its input channels are Caffe's BGR ones reversed.
     np.testing.assert_array_equal(converted.variables["params"]["conv1"]["conv"]["kernel"],
                                   blobs["conv1/7x7_s2"][0][:, ::-1].transpose(2, 3, 1, 0))
+
+
+def test_caffes_2014_formats_load_as_the_same_weights(reference, tmp_path):
+    """V1 layers ("layers") with 4-D legacy blob dims, and a V0 layer inside a V1 one."""
+    path, _, blobs = reference
+    expected = googlenet_jax.load(path).variables
+    legacy = googlenet_jax.load(_write_caffemodel(tmp_path / "v1.caffemodel", blobs, legacy=True, legacy_dims=True))
+    jax.tree.map(np.testing.assert_array_equal, legacy.variables, expected)
+    net = caffe.net_parameter_class()()
+    net.ParseFromString(_write_caffemodel(tmp_path / "v1_only.caffemodel", blobs, legacy=True).read_bytes())
+    for layer in net.layers:  # each V1 layer's name and blobs moved into its V0 `layer`
+        layer.layer.name = layer.name
+        layer.layer.blobs.extend(layer.blobs)
+        del layer.blobs[:]
+        layer.ClearField("name")
+    (tmp_path / "v0.caffemodel").write_bytes(net.SerializeToString())
+    jax.tree.map(np.testing.assert_array_equal, googlenet_jax.load(tmp_path / "v0.caffemodel").variables, expected)
