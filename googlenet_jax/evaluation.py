@@ -138,6 +138,15 @@ def _split_batches(loaded: LoadedModel, dataset: str, data_dir: str | None, spli
         normalization=info.normalization, crops=crops, resize_size=info.resize_size, num_devices=num_devices)
 
 
+def _on_every_device(step_fn: Callable, loaded: LoadedModel):
+    """(the MeshParallel over every local device, `step_fn` compiled there for `loaded`'s model
+    with BatchNorm folded in as the Classifier runs it, the folded variables put there)."""
+    parallel_plan = parallel.MeshParallel()
+    model, variables = folding.fold_batch_norm(loaded.model, loaded.variables)
+    step = parallel_plan.compile_eval_step(functools.partial(step_fn, model=model))
+    return parallel_plan, step, parallel_plan.put_state(variables)
+
+
 def evaluate_weights(loaded: LoadedModel, *, dataset: str | None = None, data_dir: str | None = None,
                      split: str | None = None, crops: Sequence[int] = (1,), batch_size: int | None = None,
                      show_progress: bool = True) -> dict:
@@ -149,10 +158,7 @@ def evaluate_weights(loaded: LoadedModel, *, dataset: str | None = None, data_di
     """
     info = loaded.info
     dataset, data_dir, split, dataset_info = _split_of(loaded, dataset, data_dir, split)
-    parallel_plan = parallel.MeshParallel()
-    model, variables = folding.fold_batch_norm(loaded.model, loaded.variables)  # as the Classifier runs
-    step = parallel_plan.compile_eval_step(functools.partial(eval_step, model=model))
-    variables = parallel_plan.put_state(variables)
+    parallel_plan, step, variables = _on_every_device(eval_step, loaded)
     workdir_batch = _workdir_eval_batch_size(info.workdir)
     results = {}
     for count in crops:
@@ -167,19 +173,15 @@ def evaluate_weights(loaded: LoadedModel, *, dataset: str | None = None, data_di
             "crops": results}
 
 
-def split_probabilities(loaded: LoadedModel, *, dataset: str, data_dir: str | None, split: str, crops: int,
-                        batch_size: int | None = None, show_progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def split_probabilities(loaded: LoadedModel, *, dataset: str, data_dir: str | None, split: str, num_examples: int,
+                        crops: int, batch_size: int | None = None,
+                        show_progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """(probabilities (N, C) float32: each example's softmax averaged over its crops, labels (N,))
-    of every example of the split, in the split's order."""
-    from googlenet_jax import data
-
-    parallel_plan = parallel.MeshParallel()
-    model, variables = folding.fold_batch_norm(loaded.model, loaded.variables)
-    step = parallel_plan.compile_eval_step(functools.partial(probabilities_step, model=model))
-    variables = parallel_plan.put_state(variables)
+    of every example of the split (`num_examples` of them), in the split's order."""
+    parallel_plan, step, variables = _on_every_device(probabilities_step, loaded)
     size = batch_size or default_batch_size(crops, parallel_plan.num_devices, None)
     batches = _split_batches(loaded, dataset, data_dir, split, crops, size, parallel_plan.num_devices)
-    total = math.ceil(data.get_dataset_info(dataset, data_dir, eval_split=split).num_eval_examples / size)
+    total = math.ceil(num_examples / size)
     progress = console.Progress(f"{loaded.info.path}, {crops} crop(s)", total, size) if show_progress else None
     probabilities, labels = [], []
     for done, batch in enumerate(parallel.prefetch_to_device(batches, parallel_plan.put_batch), start=1):
@@ -215,14 +217,14 @@ def evaluate_ensemble(models: Sequence[LoadedModel], *, dataset: str | None = No
         if tuple(loaded.info.class_names) != tuple(first.class_names):
             raise ValueError(f"{loaded.info.path}: its {loaded.info.num_classes} classes are not those of "
                              f"{first.path} ({first.num_classes} classes): an ensemble averages the same classes")
-    dataset, data_dir, split, _ = _split_of(models[0], dataset, data_dir, split)
+    dataset, data_dir, split, dataset_info = _split_of(models[0], dataset, data_dir, split)
     rows, first_model = [], {}
     for count in crops:
         total, labels = None, None
         for loaded in models:
             probabilities, model_labels = split_probabilities(
-                loaded, dataset=dataset, data_dir=data_dir, split=split, crops=count, batch_size=batch_size,
-                show_progress=show_progress)
+                loaded, dataset=dataset, data_dir=data_dir, split=split, num_examples=dataset_info.num_eval_examples,
+                crops=count, batch_size=batch_size, show_progress=show_progress)
             if labels is None:
                 labels = model_labels
                 rows.append(ensemble_row(1, count, probabilities, labels))

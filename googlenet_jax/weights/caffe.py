@@ -35,8 +35,9 @@ CLASSIFIER = "loss3/classifier"
 
 
 @functools.lru_cache(maxsize=None)
-def _net_parameter():
-    """The NetParameter message class of a minimal caffe.proto (the fields read here)."""
+def net_parameter_class():
+    """The NetParameter message class of a minimal caffe.proto (the fields read here; tests write
+    caffemodels with it)."""
     from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
     field = descriptor_pb2.FieldDescriptorProto
@@ -84,11 +85,6 @@ def _net_parameter():
     return message_factory.GetMessageClass(pool.FindMessageTypeByName("googlenet_jax_caffe.NetParameter"))
 
 
-def net_parameter_class():
-    """The minimal NetParameter class (tests write caffemodels with it)."""
-    return _net_parameter()
-
-
 def _blob_array(blob, where: str) -> np.ndarray:
     shape = tuple(blob.shape.dim) if blob.HasField("shape") else tuple(
         d for d in (blob.num, blob.channels, blob.height, blob.width))
@@ -111,7 +107,7 @@ def read_caffemodel(path: str) -> dict[str, list[np.ndarray]]:
 
     with paths.open_file(path, "rb") as f:
         data = f.read()
-    net = _net_parameter()()
+    net = net_parameter_class()()
     try:
         net.ParseFromString(data)
     except DecodeError as error:

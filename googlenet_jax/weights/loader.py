@@ -16,11 +16,9 @@ Each may be a local path or a gs:// URL (googlenet_jax/weights/paths.py).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 from typing import Any, Mapping, NamedTuple
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -177,17 +175,9 @@ def build_model(info: ModelInfo, path: str, dtype: Any = jnp.float32) -> network
     return model
 
 
-@functools.lru_cache(maxsize=16)
-def _variable_shapes(model: network.GoogLeNet) -> dict[str, tuple[int, ...]]:
-    """{"collection/module/.../leaf": shape} of the model's variables, traced (nothing computed)."""
-    image = jnp.zeros((1, 224, 224, 3), jnp.float32)  # parameter shapes do not depend on the size
-    shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), image, train=False))
-    return trees.variables_shapes(shapes)
-
-
 def check_variables(variables: Mapping[str, Any], model: network.GoogLeNet, path: str) -> None:
     """Raises WeightsError naming every missing, unexpected or mis-shaped array."""
-    expected = _variable_shapes(model.clone(dtype=jnp.float32))
+    expected = trees.model_shapes(model.clone(dtype=jnp.float32))
     difference = trees.shape_difference(expected, trees.variables_shapes(variables))
     if difference:
         raise WeightsError(f"{path}: weights do not match a {model.variant} GoogLeNet with "

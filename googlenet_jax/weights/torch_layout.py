@@ -18,8 +18,6 @@ import functools
 import io
 from typing import Any, Mapping
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
@@ -84,10 +82,7 @@ def entries(variant: str, aux: bool) -> tuple[tuple[str, str, str], ...]:
 @functools.lru_cache(maxsize=None)
 def variable_shapes(variant: str, aux: bool, num_classes: int) -> dict[str, tuple[int, ...]]:
     """{"collection/module/.../leaf": shape} of torchvision's googlenet in our layout (any input size)."""
-    net = network.GoogLeNet(num_classes=num_classes, variant=variant, aux_logits=aux)
-    shapes = jax.eval_shape(
-        lambda: net.init(jax.random.key(0), jnp.zeros((1, 224, 224, 3), jnp.float32), train=False))
-    return trees.variables_shapes(shapes)
+    return trees.model_shapes(network.GoogLeNet(num_classes=num_classes, variant=variant, aux_logits=aux))
 
 
 def _to_flax_layout(array: np.ndarray, kind: str) -> np.ndarray:

@@ -1,8 +1,12 @@
-"""The one tree comparison: which arrays are missing, unexpected or mis-shaped, in one line."""
+"""The one tree comparison: which arrays are missing, unexpected or mis-shaped, in one line; and
+the shapes a model's variables have."""
 from __future__ import annotations
 
+import functools
 from typing import Any, Mapping
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
@@ -32,6 +36,14 @@ def variables_shapes(variables: Mapping[str, Any]) -> dict[str, tuple[int, ...]]
     for collection, tree in variables.items():
         shapes.update(flat_shapes(tree, collection))
     return shapes
+
+
+@functools.lru_cache(maxsize=16)
+def model_shapes(model) -> dict[str, tuple[int, ...]]:
+    """variables_shapes of a freshly initialised GoogLeNet `model`, traced (nothing computed).
+    Parameter shapes do not depend on the input size; 224x224 suits every variant's aux heads."""
+    image = jnp.zeros((1, 224, 224, 3), jnp.float32)
+    return variables_shapes(jax.eval_shape(lambda: model.init(jax.random.key(0), image, train=False)))
 
 
 def _listed(items: list[str], separator: str = ", ") -> str:
