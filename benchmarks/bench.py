@@ -5,7 +5,7 @@
                                [--without merged_1x1,cpu_conv_gradients,separable_max_pool,fold_batch_norm]
                                [--no_jax] [--no_torch] [--no_torch_eager] [--skip_torch_compile]
                                [--torch_compile_modes default,max-autotune,...]
-                               [--no_onnx] [--infer_only] [--json OUT.json]
+                               [--no_onnx] [--infer_only] [--json OUT.json] [--profile DIR]
 
 Model only: the same synthetic device-resident batch (random normal images, random labels)
 for every contestant, no input pipeline.
@@ -47,6 +47,12 @@ on a GPU also the device's peak after warm-up (the process's peak so far, so a c
 reports at least ours'); torch's only on a GPU (CUDA allocator, per mode).
 Ratios (ours / the fastest torch mode for that job) are the figures that travel between
 machines; absolute numbers on a shared machine do not.
+
+`--profile DIR`: after the first stage's timing (before torch.compile, which may be cut off),
+one more block of ours' train step and of ours' inference (not the copies without a form),
+each traced by `jax.profiler` into DIR/train and DIR/infer
+(`plugins/profile/<time>/*.xplane.pb`, as train.py's `profile_steps` writes);
+`benchmarks/profile_top.py DIR/train` names the top operations and their share.
 """
 import argparse
 import dataclasses
@@ -304,6 +310,17 @@ def torch_contestants(images, labels, dtype, device, mode, jobs, info):
         torch.cuda.reset_peak_memory_stats()
 
 
+def profile(contestants, directory, steps_per_block):
+    """Traces one block of each of ours' jobs into DIRECTORY/JOB, each step annotated."""
+    for contestant in contestants:
+        if contestant.prefix == "jax":
+            _progress(f"{contestant.name}: profiling {steps_per_block} calls")
+            with jax.profiler.trace(str(pathlib.Path(directory) / contestant.job)):
+                for step in range(steps_per_block):
+                    with jax.profiler.StepTraceAnnotation(contestant.job, step_num=step):
+                        contestant.run()
+
+
 def report(args, contestants, info, device, rounds_done=0, complete=False):
     """The result from what has been measured so far: contestants without a timed block are
     left out (and listed as `untimed`), ratios and gains only where both sides have figures."""
@@ -474,6 +491,9 @@ def parse_args():
     parser.add_argument("--infer_only", action="store_true",
                         help="time inference only (skips every train step and its compilation)")
     parser.add_argument("--json", help="also write the results to this file, rewritten as they come")
+    parser.add_argument("--profile", metavar="DIR",
+                        help="after the first stage's timing, trace one block of ours' train step and inference "
+                             "into DIR/train and DIR/infer (benchmarks/profile_top.py reads them)")
     args = parser.parse_args()
     for flag, known in (("without", WITHOUT), ("torch_compile_modes", COMPILE_MODES)):
         unknown = sorted(set(filter(None, getattr(args, flag).split(","))) - set(known))
@@ -483,6 +503,8 @@ def parse_args():
         parser.error("--batch, --steps and --repeats must be positive and --image_size at least 15")
     if args.no_jax and args.no_torch:
         parser.error("--no_jax and --no_torch leave nothing to time")
+    if args.no_jax and args.profile:
+        parser.error("--profile traces ours: not with --no_jax")
     return parser, args
 
 
@@ -504,6 +526,9 @@ def main():
             recorder.build(stage)
             if recorder.contestants:
                 recorder.time_rounds(args.repeats, args.steps)
+            if args.profile and "profile" not in recorder.info:  # ours is built in the first stage
+                profile(recorder.contestants, args.profile, args.steps)
+                recorder.info["profile"] = args.profile
         complete = True
     except (CutOff, KeyboardInterrupt):
         _progress("cut off: reporting the figures so far")

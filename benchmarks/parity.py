@@ -1,6 +1,6 @@
 """Prints the parity figures of the README: relative errors against the PyTorch references.
 
-    python benchmarks/parity.py [--precision default|highest] [--json OUT.json]
+    python benchmarks/parity.py [--precision default|highest] [--skip_float64] [--json OUT.json]
 
 Same set-up as tests/parity/test_model_parity.py (random weights, randomised BN statistics): eval
 logits in float32 at 224x224 and two odd sizes (torchvision's also with BatchNorm folded),
@@ -11,7 +11,8 @@ Relative error = ||ours - reference|| / ||reference||.
 Ours runs on JAX's default device (a GPU when there is one), the references on the CPU.
 `--precision` is JAX's default matmul precision for float32 convolutions and matmuls:
 "default" lets a GPU use TF32 (10-bit mantissa inputs) and a TPU bfloat16 passes, "highest"
-asks for full float32; on the CPU both are float32.
+asks for full float32; on the CPU both are float32. `--skip_float64` leaves out the float64
+runs (which the precision does not touch: a second precision's run need not repeat them).
 """
 import argparse
 import json
@@ -92,24 +93,27 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--precision", choices=("default", "highest"), default="default",
                         help="jax.default_matmul_precision for the float32 runs (GPU: default is TF32)")
+    parser.add_argument("--skip_float64", action="store_true", help="leave out the float64 train outputs and gradients")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
     device = jax.devices()[0]
     report = {"device": device.device_kind, "platform": device.platform, "precision": args.precision,
               "jax_version": jax.__version__, "torch_version": torch.__version__}
     with jax.default_matmul_precision(args.precision):
-        _measure(report)
+        _measure(report, float64=not args.skip_float64)
     print(json.dumps(report, indent=2))
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(report, indent=2))
 
 
-def _measure(report):
+def _measure(report, float64):
     for variant in ("torchvision", "paper"):
         report[variant] = {"eval_logits_float32": eval_errors(variant)}
         outputs, worst, median = train_outputs(variant, jnp.float32)
         report[variant]["train_outputs_float32"] = outputs
         report[variant]["grad_float32_worst"], report[variant]["grad_float32_median"] = worst, median
+        if not float64:
+            continue
         with jax.enable_x64(True):
             outputs, worst, median = train_outputs(variant, jnp.float64)
         report[variant]["train_outputs_float64"] = outputs

@@ -3,7 +3,8 @@
     python benchmarks/profile_top.py WORKDIR [--top 20] [--plane GPU]
 
 Reads the newest WORKDIR/plugins/profile/<time>/*.xplane.pb (what train.py writes with
-`--config.profile_steps=A-B`; TensorBoard's profile plugin reads the same files) and prints,
+`--config.profile_steps=A-B` and benchmarks/bench.py with `--profile`; TensorBoard's profile
+plugin reads the same files) with jax.profiler's own reader, so JAX alone is needed, and prints,
 per device plane whose name contains `--plane` (e.g. "/device:GPU:0"), the operations with the
 most total time: their share of the plane's event time, total milliseconds and count. On a GPU
 or TPU plane only its "XLA Ops" line is read (one event per HLO op, none nested). Events are
@@ -18,25 +19,26 @@ import sys
 def read_space(workdir: pathlib.Path):
     runs = sorted((workdir / "plugins" / "profile").glob("*/"))
     if not runs:
-        sys.exit(f"profile_top: error: no {workdir}/plugins/profile/<time>/ folder (was profile_steps set?)")
-    from tensorflow.tsl.profiler.protobuf import xplane_pb2  # the protobuf TensorBoard's plugin reads
+        sys.exit(f"profile_top: error: no {workdir}/plugins/profile/<time>/ folder "
+                 "(was train.py's profile_steps or bench.py's --profile set?)")
+    from jax.profiler import ProfileData  # XLA's XSpace reader: no TensorFlow needed
 
     files = sorted(runs[-1].glob("*.xplane.pb"))
     if not files:
         sys.exit(f"profile_top: error: {runs[-1]} holds no .xplane.pb file")
-    return runs[-1], [xplane_pb2.XSpace.FromString(path.read_bytes()) for path in files]
+    return runs[-1], [ProfileData.from_file(str(path)) for path in files]
 
 
 def op_times(plane):
-    """({event name: total picoseconds}, {event name: count}) of one plane: its "XLA Ops" line
+    """({event name: total nanoseconds}, {event name: count}) of one plane: its "XLA Ops" line
     where it has one (a GPU's or TPU's, one event per HLO op), else every line (nested events
     then count within their parents too)."""
     totals, counts = collections.Counter(), collections.Counter()
-    for line in [line for line in plane.lines if line.name == "XLA Ops"] or plane.lines:
+    lines = list(plane.lines)
+    for line in [line for line in lines if line.name == "XLA Ops"] or lines:
         for event in line.events:
-            name = plane.event_metadata[event.metadata_id].name
-            totals[name] += event.duration_ps
-            counts[name] += 1
+            totals[event.name] += event.duration_ns
+            counts[event.name] += 1
     return totals, counts
 
 
@@ -51,13 +53,14 @@ def main():
     shown = 0
     for space in spaces:
         for plane in space.planes:
-            if args.plane not in plane.name or not plane.lines:
+            lines = len(list(plane.lines))
+            if args.plane not in plane.name or not lines:
                 continue
             totals, counts = op_times(plane)
             busy = sum(totals.values()) or 1
-            print(f"\n{plane.name}: {busy / 1e9:.1f} ms of events in {len(plane.lines)} line(s)")
-            for name, ps in totals.most_common(args.top):
-                print(f"  {100 * ps / busy:5.1f}%  {ps / 1e9:9.2f} ms  x{counts[name]:<5d} {name[:100]}")
+            print(f"\n{plane.name}: {busy / 1e6:.1f} ms of events in {lines} line(s)")
+            for name, ns in totals.most_common(args.top):
+                print(f"  {100 * ns / busy:5.1f}%  {ns / 1e6:9.2f} ms  x{counts[name]:<5d} {name[:100]}")
             shown += 1
     if not shown:
         names = sorted({plane.name for space in spaces for plane in space.planes})

@@ -1,29 +1,36 @@
 #!/usr/bin/env bash
-# The GPU figures of the README in one run of under 9 minutes, in phases, the main comparison
-# first, each under its own time limit so a slow phase cannot take the others' results with it:
+# The GPU figures of the README in one run of under 6 minutes (BUDGET=340 s), in phases, the
+# main comparison first, each under its own time limit so a slow phase cannot take the others'
+# results with it:
 #   a_bf16      bfloat16, batch 256, 224x224: ours, torch eager NCHW, eager channels_last and
 #               torch.compile (the targets: train >= 12,000 img/s, inference >= 40,000 img/s,
-#               >= x1.3 the fastest torch mode);
-#   b_fp32      the same in float32;
-#   c_without   ours beside copies of ours with one speed form undone (bfloat16);
+#               >= x1.3 the fastest torch mode), then one block of ours' train step and
+#               inference traced by jax.profiler into $OUT/profile/{train,infer};
+#   b_fp32      the same in float32 (no trace);
+#   c_<form>    ours beside a copy of ours with that speed form undone (bfloat16), one phase per
+#               form: merged_1x1, separable_max_pool, fold_batch_norm;
 #   d_batch*    ours at half and twice the batch (memory: *_memory_mb, jax_peak_memory_mb);
 #   e_*         ours with XLA's command buffers off, and with XLA's autotuning off;
-#   f_max_autotune  torch.compile mode="max-autotune" alone; last, as it may be cut off.
-# Each phase writes $OUT/<phase>.json (default OUT=/tmp/bench), which bench.py rewrites after
-# every contestant and every timing round, so a phase cut off keeps its figures so far
-# ("complete": false); all output is also appended to $OUT/run_gpu.log. A summary of every
-# JSON ends the output.
+#   f_max_autotune  torch.compile mode="max-autotune" alone.
+# Phases e and f only get the time the others leave; benchmarks/profile_top.py then prints the
+# top GPU operations of phase a's traces. Each phase writes $OUT/<phase>.json (default
+# OUT=/tmp/bench), which bench.py rewrites after every contestant and every timing round, so a
+# phase cut off keeps its figures so far ("complete": false); all output is also appended to
+# $OUT/run_gpu.log. A summary of every JSON ends the output. Nothing here needs TensorFlow.
 #     bash benchmarks/run_gpu.sh
+# With benchmarks/run_gpu_numerics.sh (under 4 minutes) in the same command, both fit in 10
+# minutes. PHASES picks phases by letter (default "a b c d e f"; e.g. PHASES="d e f" to run the
+# rest later) and BUDGET the seconds for them all (the limits scale with it).
 # Rehearsal on a CPU, the same phases and flags at a small size, with fewer steps and the time
 # limits scaled to BUDGET (torch.compile takes minutes on a small CPU: SKIP_TORCH_COMPILE=1):
-#     DEVICE=cpu BATCH=4 IMAGE=64 REHEARSAL=1 SKIP_TORCH_COMPILE=1 BUDGET=1500 bash benchmarks/run_gpu.sh
+#     DEVICE=cpu BATCH=4 IMAGE=64 REHEARSAL=1 SKIP_TORCH_COMPILE=1 BUDGET=1000 bash benchmarks/run_gpu.sh
 # Other settings: PYTHON (default python3).
 set -u  # not -e: a phase that fails or runs out of time must not stop the next
 cd "$(dirname "$0")/.."
 out="${OUT:-/tmp/bench}"
 log="$out/run_gpu.log"
 mkdir -p "$out"
-rm -f "$out"/[a-f]_*.json  # an earlier run's phases would show in the summary
+rm -rf "$out"/[a-f]_*.json "$out/profile"  # an earlier run's phases would show in the summary
 python="${PYTHON:-python3}"
 device="${DEVICE:-gpu}" batch="${BATCH:-256}" image="${IMAGE:-224}"
 export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2
@@ -34,22 +41,29 @@ export XLA_PYTHON_CLIENT_MEM_FRACTION=0.5
 JAX_COMPILATION_CACHE_DIR="$(mktemp -d)"
 export JAX_COMPILATION_CACHE_DIR
 
-# Time limits, in seconds on the H200, for BUDGET=505 (the default): the whole script stays
-# under ~515 s (a phase may overrun its limit by 5 s before it is killed), inside the 540 s
-# of a 9-minute limit. Estimates: XLA compiles ours (train + inference) in ~30-60 s,
-# torch.compile (default) the train step and inference in ~60-120 s, eager torch warms up in
-# seconds, and a timing round of every contestant (10 steps each) takes ~3 s.
-budget="${BUDGET:-505}"
-scaled() { echo $(( $1 * budget / 505 )); }
-cap_bf16=$(scaled 180)   # ours + eager torch + rounds ~80 s, torch.compile ~100 s
-cap_fp32=$(scaled 90)    # the same minus torch.compile if it is slow: ours and eager first
-cap_without=$(scaled 70)  # ours from the cache, then two copies of ours ~30 s each
-cap_batch=$(scaled 35)   # each batch size: ours compiled (~30 s) and 3 rounds
-cap_flags=$(scaled 30)   # each flag: ours compiled (~25 s; autotuning off: less) and 3 rounds
-min_limit=$(scaled 20)   # a phase with less than this left is skipped
-# Phase f gets only what the others leave; a phase that ends early leaves its time to the
-# next, while every later phase keeps its own limit in reserve.
-reserve=$(( cap_bf16 + cap_fp32 + cap_without + 2 * cap_batch + 2 * cap_flags ))
+# Time limits, in seconds on a GPU, for BUDGET=340 (the default): the whole script stays under
+# ~350 s (a phase may overrun its limit by 5 s before it is killed). Estimates: XLA compiles
+# ours (train + inference) in ~30-60 s, torch.compile (default) the train step and inference in
+# ~60-120 s, eager torch warms up in seconds, and a timing round of every contestant (10 steps
+# each) takes ~3 s.
+budget="${BUDGET:-340}"
+phases=" ${PHASES:-a b c d e f} "
+scaled() { echo $(( $1 * budget / 340 )); }
+declare -A cap=(
+  [a]=$(scaled 140)  # ours + eager torch + rounds ~80 s, torch.compile ~100 s (cut off: the rest stays)
+  [b]=$(scaled 60)   # ours and eager first, then torch.compile if time is left
+  [c]=$(scaled 25)   # each form: ours from the cache, a copy without the form compiled (~20-30 s)
+  [d]=$(scaled 25)   # each batch size: ours compiled (~20-30 s) and 3 rounds
+  [e]=0 [f]=0        # only what the others leave
+)
+min_limit=$(scaled 20)  # a phase with less than this left is skipped
+forms=(merged_1x1 separable_max_pool fold_batch_norm)
+# A phase that ends early leaves its time to the next, while every later phase keeps its own
+# limit in reserve: the reserve starts as the sum of the chosen phases' limits.
+reserve=0
+for letter in a b; do [[ $phases == *" $letter "* ]] && reserve=$(( reserve + cap[$letter] )); done
+[[ $phases == *" c "* ]] && reserve=$(( reserve + ${#forms[@]} * cap[c] ))
+[[ $phases == *" d "* ]] && reserve=$(( reserve + 2 * cap[d] ))
 deadline=$(( SECONDS + budget ))
 
 steps=10 repeats=5
@@ -61,10 +75,12 @@ compile=()
 say() { echo "$*" | tee -a "$log"; }
 
 # run_phase NAME CAP BENCH_ARGS...: bench.py with BENCH_ARGS and --json $out/NAME.json, under
-# a time limit of CAP plus what earlier phases left over (CAP 0: only the leftover).
+# a time limit of CAP plus what earlier phases left over (CAP 0: only the leftover); nothing
+# when the phase's letter (NAME's first) is not in PHASES.
 run_phase() {
   local name=$1 cap=$2 start=$SECONDS
   shift 2
+  [[ $phases == *" ${name:0:1} "* ]] || return
   reserve=$(( reserve - cap ))
   local limit=$(( deadline - SECONDS - reserve ))
   if (( limit < min_limit )); then
@@ -83,22 +99,33 @@ if command -v nvidia-smi >/dev/null; then
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee -a "$log"
 fi
 
-run_phase a_bf16 "$cap_bf16" "${common[@]}" --batch "$batch" --dtype bfloat16 --repeats "$repeats" "${compile[@]}"
-run_phase b_fp32 "$cap_fp32" "${common[@]}" --batch "$batch" --dtype float32 --repeats 3 "${compile[@]}"
-run_phase c_without "$cap_without" "${common[@]}" --batch "$batch" --dtype bfloat16 --repeats 3 --no_torch \
-  --without merged_1x1,separable_max_pool,fold_batch_norm
+ours=(--no_torch --repeats 3 --dtype bfloat16)
+run_phase a_bf16 "${cap[a]}" "${common[@]}" --batch "$batch" --dtype bfloat16 --repeats "$repeats" "${compile[@]}" \
+  --profile "$out/profile"
+run_phase b_fp32 "${cap[b]}" "${common[@]}" --batch "$batch" --dtype float32 --repeats 3 "${compile[@]}"
+for form in "${forms[@]}"; do
+  run_phase "c_$form" "${cap[c]}" "${common[@]}" --batch "$batch" "${ours[@]}" --without "$form"
+done
 for b in $(( batch / 2 )) $(( batch * 2 )); do
-  run_phase "d_batch$b" "$cap_batch" "${common[@]}" --batch "$b" --dtype bfloat16 --repeats 3 --no_torch
+  run_phase "d_batch$b" "${cap[d]}" "${common[@]}" --batch "$b" "${ours[@]}"
 done
 XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_enable_command_buffer=" \
-  run_phase e_no_command_buffer "$cap_flags" "${common[@]}" --batch "$batch" --dtype bfloat16 --repeats 3 --no_torch
+  run_phase e_no_command_buffer "${cap[e]}" "${common[@]}" --batch "$batch" "${ours[@]}"
 XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_autotune_level=0" \
-  run_phase e_autotune_0 "$cap_flags" "${common[@]}" --batch "$batch" --dtype bfloat16 --repeats 3 --no_torch
+  run_phase e_autotune_0 "${cap[e]}" "${common[@]}" --batch "$batch" "${ours[@]}"
 if [ -z "${SKIP_TORCH_COMPILE:-}" ]; then
   # torch alone: no JAX memory reserved; its figures compare with phase a's (same settings).
-  XLA_PYTHON_CLIENT_PREALLOCATE=false run_phase f_max_autotune 0 "${common[@]}" --batch "$batch" --dtype bfloat16 \
-    --repeats 3 --no_jax --no_torch_eager --torch_compile_modes max-autotune
+  XLA_PYTHON_CLIENT_PREALLOCATE=false run_phase f_max_autotune "${cap[f]}" "${common[@]}" --batch "$batch" \
+    --dtype bfloat16 --repeats 3 --no_jax --no_torch_eager --torch_compile_modes max-autotune
 fi
+plane=/device:GPU:0
+[ "$device" = cpu ] && plane=/host:CPU
+for job in train infer; do
+  if [ -d "$out/profile/$job" ]; then
+    say "== phase a's trace of ours' $job: the top operations"
+    timeout -k 5 60 "$python" benchmarks/profile_top.py "$out/profile/$job" --top 25 --plane "$plane" 2>&1 | tee -a "$log"
+  fi
+done
 rm -rf "$JAX_COMPILATION_CACHE_DIR"
 
 say "== summary (img/s; ratio: ours / the fastest torch mode in the same phase)"
