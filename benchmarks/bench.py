@@ -310,17 +310,6 @@ def torch_contestants(images, labels, dtype, device, mode, jobs, info):
         torch.cuda.reset_peak_memory_stats()
 
 
-def profile(contestants, directory, steps_per_block):
-    """Traces one block of each of ours' jobs into DIRECTORY/JOB, each step annotated."""
-    for contestant in contestants:
-        if contestant.prefix == "jax":
-            _progress(f"{contestant.name}: profiling {steps_per_block} calls")
-            with jax.profiler.trace(str(pathlib.Path(directory) / contestant.job)):
-                for step in range(steps_per_block):
-                    with jax.profiler.StepTraceAnnotation(contestant.job, step_num=step):
-                        contestant.run()
-
-
 def report(args, contestants, info, device, rounds_done=0, complete=False):
     """The result from what has been measured so far: contestants without a timed block are
     left out (and listed as `untimed`), ratios and gains only where both sides have figures."""
@@ -390,6 +379,24 @@ class Recorder:
                 _progress(f"{name}: failed, going on without it")
                 self.info.setdefault("errors", []).append(f"{name}: {type(error).__name__}: {error}"[:500])
                 self.save()
+
+    def profile(self, directory, steps_per_block):
+        """Traces one block of each of ours' jobs (not the copies) into DIRECTORY/JOB, each step
+        annotated; a profiler that cannot start (no access to CUPTI, say) is reported under
+        `errors`, and the figures go on."""
+        self.info["profile"] = directory
+        try:
+            for contestant in self.contestants:
+                if contestant.prefix == "jax":
+                    _progress(f"{contestant.name}: profiling {steps_per_block} calls")
+                    with jax.profiler.trace(str(pathlib.Path(directory) / contestant.job)):
+                        for step in range(steps_per_block):
+                            with jax.profiler.StepTraceAnnotation(contestant.job, step_num=step):
+                                contestant.run()
+        except Exception as error:
+            traceback.print_exc()
+            self.info.setdefault("errors", []).append(f"profile: {type(error).__name__}: {error}"[:500])
+        self.save()
 
     def time_rounds(self, rounds, steps_per_block):
         for _ in range(rounds):
@@ -527,8 +534,7 @@ def main():
             if recorder.contestants:
                 recorder.time_rounds(args.repeats, args.steps)
             if args.profile and "profile" not in recorder.info:  # ours is built in the first stage
-                profile(recorder.contestants, args.profile, args.steps)
-                recorder.info["profile"] = args.profile
+                recorder.profile(args.profile, args.steps)
         complete = True
     except (CutOff, KeyboardInterrupt):
         _progress("cut off: reporting the figures so far")

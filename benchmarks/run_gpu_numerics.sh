@@ -10,8 +10,10 @@
 #       gradients from float32 at batch 64, 224x224.
 # Nothing here needs TensorFlow (a GPU image with JAX and PyTorch but no tf.data runs it all).
 #     bash benchmarks/run_gpu_numerics.sh
-# BUDGET (default 195 s) scales the limits. Rehearsal on a CPU (the same figures, on the CPU):
-#     BUDGET=900 bash benchmarks/run_gpu_numerics.sh   (where JAX sees no GPU)
+# BUDGET (default 195 s) scales the limits; BATCH and IMAGE (default 64, 224) are
+# bf16_numerics' batch and image size. Rehearsal on a CPU (the same parity figures, on the CPU;
+# bf16_numerics small: XLA:CPU compiles its bfloat16 gradients slowly):
+#     BATCH=4 IMAGE=64 BUDGET=1200 bash benchmarks/run_gpu_numerics.sh   (where JAX sees no GPU)
 set -u  # not -e: a part that fails or runs out of time must not stop the next
 cd "$(dirname "$0")/.."
 out="${OUT:-/tmp/bench_numerics}"
@@ -35,4 +37,4 @@ part() {
 say "== $(date -u '+%Y-%m-%d %H:%M:%S') UTC"
 part parity_highest "$(scaled 75)" "$python" benchmarks/parity.py --precision highest --skip_float64 --json "$out/parity_highest.json"
 part parity_default "$(scaled 75)" "$python" benchmarks/parity.py --precision default --skip_float64 --json "$out/parity_default.json"
-part bf16_numerics "$(scaled 45)" "$python" benchmarks/bf16_numerics.py --batch 64 --json "$out/bf16_numerics.json"
+part bf16_numerics "$(scaled 45)" "$python" benchmarks/bf16_numerics.py --batch "${BATCH:-64}" --image-size "${IMAGE:-224}" --json "$out/bf16_numerics.json"
