@@ -19,22 +19,27 @@ import helpers
 
 # ----------------------------------------------------------------------------- through train.py
 # 80 train.py steps on the digits (configs/demo.py) at 32x32, 16 images per step on 2 fake
-# devices, a constant rate and a Polyak average. Judged on all 360 held-out digits against a
-# uniform guess: its loss is ln 10 and its top-1 1 in 10 (a standard deviation of 1.6 points
-# over 360). The per-step training loss is no judge this early: with dropout 0.2 on the main
-# head and 0.7 on the aux heads its mean over the last 10 steps (4.22) was above the first 10's
-# (4.11) in the measured float32 run while the averaged weights had learned.
+# devices, a constant rate of 0.0125 (0.2 per 256 images: half the demo's, whose 0.025 at this
+# batch and without warmup is a coin toss this early; the outcome moved with the processor's
+# rounding: held-out loss 1.93 on one machine, 5.66 on another, and 1.80 with seed 1) and a
+# Polyak average. Judged on all 360 held-out digits against a uniform guess: its loss is ln 10
+# and its top-1 1 in 10 (a standard deviation of 1.6 points over 360). The per-step training
+# loss is no judge this early: with dropout 0.2 on the main head and 0.7 on the aux heads it
+# swings between 1.5 and 5.8 while the averaged weights learn.
 LEARNING_STEPS = 80
 RUN = ["--config.image_size=32", "--config.batch_size=16", "--config.eval_batch_size=40",
        "--config.log_every_steps=1", "--config.optimizer.schedule=constant",
-       "--config.optimizer.warmup_epochs=0", "--config.ema_decay=0.9", "--config.keep_checkpoints=2",
-       f"--config.num_train_steps={LEARNING_STEPS}", "--config.checkpoint_every_steps=1000"]
+       "--config.optimizer.learning_rate=0.2", "--config.optimizer.warmup_epochs=0", "--config.ema_decay=0.9",
+       "--config.keep_checkpoints=2", f"--config.num_train_steps={LEARNING_STEPS}",
+       "--config.checkpoint_every_steps=1000"]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("flags, under_ln10, over_chance", [
-    # measured: held-out loss 1.927 (0.38 under ln 10 = 2.303), top-1 0.319 (22 points over chance)
-    pytest.param([], 0.2, 0.12, id="float32-loss-0.2-under-ln10-top1-12-points-over-chance"),
+    # measured with seeds 0 to 4 (--config.seed; the test runs seed 0, another processor's
+    # rounding acts like another seed): held-out loss 1.10, 0.79, 1.25, 1.17, 1.55 (at least 0.75
+    # under ln 10 = 2.303), top-1 0.642, 0.717, 0.550, 0.592, 0.394 (at least 29 points over chance)
+    pytest.param([], 0.3, 0.15, id="float32-loss-0.3-under-ln10-top1-15-points-over-chance"),
 ])
 def test_80_steps_bring_the_held_out_loss_under_ln10_and_top1_over_chance(flags, under_ln10, over_chance, tmp_path,
                                                                           digits_data_dir, jax_cache):
