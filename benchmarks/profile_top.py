@@ -29,12 +29,11 @@ def read_space(workdir: pathlib.Path):
     return runs[-1], [ProfileData.from_file(str(path)) for path in files]
 
 
-def op_times(plane):
-    """({event name: total nanoseconds}, {event name: count}) of one plane: its "XLA Ops" line
-    where it has one (a GPU's or TPU's, one event per HLO op), else every line (nested events
-    then count within their parents too)."""
+def op_times(lines):
+    """({event name: total nanoseconds}, {event name: count}) of one plane's lines: its "XLA Ops"
+    line where it has one (a GPU's or TPU's, one event per HLO op), else every line (nested
+    events then count within their parents too)."""
     totals, counts = collections.Counter(), collections.Counter()
-    lines = list(plane.lines)
     for line in [line for line in lines if line.name == "XLA Ops"] or lines:
         for event in line.events:
             totals[event.name] += event.duration_ns
@@ -53,12 +52,12 @@ def main():
     shown = 0
     for space in spaces:
         for plane in space.planes:
-            lines = len(list(plane.lines))
+            lines = list(plane.lines)
             if args.plane not in plane.name or not lines:
                 continue
-            totals, counts = op_times(plane)
+            totals, counts = op_times(lines)
             busy = sum(totals.values()) or 1
-            print(f"\n{plane.name}: {busy / 1e6:.1f} ms of events in {lines} line(s)")
+            print(f"\n{plane.name}: {busy / 1e6:.1f} ms of events in {len(lines)} line(s)")
             for name, ns in totals.most_common(args.top):
                 print(f"  {100 * ns / busy:5.1f}%  {ns / 1e6:9.2f} ms  x{counts[name]:<5d} {name[:100]}")
             shown += 1

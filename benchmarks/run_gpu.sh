@@ -58,12 +58,13 @@ declare -A cap=(
 )
 min_limit=$(scaled 20)  # a phase with less than this left is skipped
 forms=(merged_1x1 separable_max_pool fold_batch_norm)
+batches=($(( batch / 2 )) $(( batch * 2 )))
 # A phase that ends early leaves its time to the next, while every later phase keeps its own
 # limit in reserve: the reserve starts as the sum of the chosen phases' limits.
 reserve=0
 for letter in a b; do [[ $phases == *" $letter "* ]] && reserve=$(( reserve + cap[$letter] )); done
 [[ $phases == *" c "* ]] && reserve=$(( reserve + ${#forms[@]} * cap[c] ))
-[[ $phases == *" d "* ]] && reserve=$(( reserve + 2 * cap[d] ))
+[[ $phases == *" d "* ]] && reserve=$(( reserve + ${#batches[@]} * cap[d] ))
 deadline=$(( SECONDS + budget ))
 
 steps=10 repeats=5
@@ -106,7 +107,7 @@ run_phase b_fp32 "${cap[b]}" "${common[@]}" --batch "$batch" --dtype float32 --r
 for form in "${forms[@]}"; do
   run_phase "c_$form" "${cap[c]}" "${common[@]}" --batch "$batch" "${ours[@]}" --without "$form"
 done
-for b in $(( batch / 2 )) $(( batch * 2 )); do
+for b in "${batches[@]}"; do
   run_phase "d_batch$b" "${cap[d]}" "${common[@]}" --batch "$b" "${ours[@]}"
 done
 XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_enable_command_buffer=" \
